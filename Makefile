@@ -1,0 +1,48 @@
+# Everything a developer or CI runs. Only python3 is assumed; the rest lands in .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+comma := ,
+PORT ?= 8000
+# extras the test suite needs; heavy ones (ray, dvc) only where their tests run
+EXTRAS ?= dev,numpy,fast,xml,flask,asgi,grpc
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test lint typecheck unit docs docs-build bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-$(subst $(comma),-,$(EXTRAS)): pyproject.toml | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet --editable ".[$(EXTRAS)]"
+	@touch $@
+
+venv: $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))  ## create .venv and install the package
+
+lint: venv  ## ruff lint and format check
+	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs
+
+typecheck: venv  ## mypy --strict on src/
+	$(BIN)/mypy
+
+unit: venv  ## the pytest suite alone
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+docs-build: venv  ## strict docs build into site/
+	$(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck unit docs-build  ## everything CI runs
+
+docs: venv  ## serve the docs on localhost:8001
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
+
+bench: venv  ## run the benchmarks; writes docs/benchmarks.md tables
+	$(BIN)/python benchmarks/run.py
+
+clean:  ## remove the venv and build output
+	rm -rf $(VENV) site build dist .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,98 @@
+"""Values that travel between stages: Request, Response, TensorSpec, Signature."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+__all__ = ["Request", "Response", "Signature", "TensorSpec"]
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@attrs.frozen
+class Request:
+    """
+    One request as an adapter hands it to :meth:`Service.handle`.
+
+    Attributes:
+        body: The raw body; a memoryview is read without copying.
+        content_type: The ``Content-Type`` header; picks the decoder.
+        accept: The ``Accept`` header; picks the encoder.
+        headers: Other headers, lower-case names (for request ids and the like).
+        deadline: Absolute ``time.monotonic()`` after which the answer is
+            useless, or ``None`` for the service's default timeout.
+
+    .. versionadded:: 0.1.0
+    """
+
+    body: bytes | memoryview = attrs.field(repr=False)
+    content_type: str = "application/json"
+    accept: str = "*/*"
+    headers: Mapping[str, str] = attrs.field(default=_EMPTY, repr=False)
+    deadline: float | None = None
+
+
+@attrs.frozen
+class Response:
+    """
+    What :meth:`Service.handle` returns for an adapter to write.
+
+    Attributes:
+        status: The HTTP status code.
+        headers: Response headers, ``Content-Type`` among them.
+        body: The encoded body.
+
+    .. versionadded:: 0.1.0
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes = attrs.field(repr=False)
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in value)
+    if any(d < -1 for d in shape):
+        raise ValueError(f"shape dimensions are >= 0, or -1 for free: {shape}")
+    return shape
+
+
+@attrs.frozen
+class TensorSpec:
+    """
+    One named input or output of a model.
+
+    Attributes:
+        name: The tensor's name (a V2 input name, a dict key).
+        dtype: A NumPy dtype name (``"float32"``), or ``"object"`` for any
+            Python value, or ``"bytes"`` / ``"str"``.
+        shape: Dimensions of one item, without the batch axis; ``-1`` marks a
+            free dimension. ``None`` accepts any shape.
+
+    .. versionadded:: 0.1.0
+    """
+
+    name: str
+    dtype: str = "object"
+    shape: tuple[int, ...] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(_shape)
+    )
+
+
+@attrs.frozen
+class Signature:
+    """
+    A model's declared inputs and outputs.
+
+    A model with one input receives the value itself; a model with several
+    receives a mapping from input name to value.
+
+    .. versionadded:: 0.1.0
+    """
+
+    inputs: tuple[TensorSpec, ...] = attrs.field(converter=tuple)
+    outputs: tuple[TensorSpec, ...] = attrs.field(converter=tuple, factory=tuple)

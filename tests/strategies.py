@@ -1,0 +1,52 @@
+"""Every Hypothesis strategy the suite uses, in one place."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+# scalars every self-describing format carries exactly
+finite_floats = st.floats(allow_nan=False, allow_infinity=False)
+any_floats = st.floats(allow_nan=True, allow_infinity=True)
+int64 = st.integers(-(2**63), 2**63 - 1)
+text = st.text()
+
+# NumPy dtypes whose values round-trip bit-exactly through raw bytes
+numeric_dtypes = st.sampled_from(
+    [
+        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+        "float16", "float32", "float64",
+    ]
+)  # fmt: skip
+
+
+@st.composite
+def arrays(draw: st.DrawFn, dtypes: st.SearchStrategy[str] = numeric_dtypes) -> np.ndarray:
+    """Arrays of any numeric dtype and shape (empty and 0-d included), NaNs allowed."""
+    dtype = np.dtype(draw(dtypes))
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5))
+    return draw(hnp.arrays(dtype, shape))
+
+
+def nan_equal(a: object, b: object) -> bool:
+    """Deep equality where NaN equals NaN and arrays compare dtype, shape and values."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+        )
+    if isinstance(a, float) and isinstance(b, float):
+        return (a != a and b != b) or a == b
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        assert isinstance(b, dict)
+        return a.keys() == b.keys() and all(nan_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple))
+        return len(a) == len(b) and all(nan_equal(x, y) for x, y in zip(a, b))
+    return a == b
