@@ -1,0 +1,203 @@
+"""Fan one stream of events out to several monitors, isolating the ones that raise."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import structlog
+
+if TYPE_CHECKING:
+    from modeldeploy.events import BatchExecuted, ModelLoaded, RequestFinished, RequestStarted
+
+__all__ = ["CompositeMonitor", "MonitorFailed"]
+
+_EVENT_HOOKS = ("on_request_start", "on_request_end", "on_batch", "on_model_loaded")
+_HOOKS = (*_EVENT_HOOKS, "on_monitor_error")
+
+
+@attrs.frozen
+class MonitorFailed:
+    """A monitor raised from one of its hooks; the composite caught it.
+
+    Attributes:
+        monitor: The class name of the monitor that raised (a bounded label).
+        hook: The hook that raised (``"on_request_end"``).
+        error: The exception.
+
+    .. versionadded:: 0.1.0
+    """
+
+    monitor: str
+    hook: str
+    error: BaseException
+
+
+_Hook = tuple[str, Callable[[Any], object]]
+
+
+class CompositeMonitor:
+    """Dispatches every event to each monitor that implements the hook for it.
+
+    A monitor may implement any subset of the hooks. Which monitor has which
+    hook is resolved once, here, so dispatching costs one loop over the
+    bound methods of that hook.
+
+    A monitor that raises an ``Exception`` never affects the caller or the
+    other monitors: the exception is counted per monitor class name
+    (:attr:`errors`), logged at error level with its traceback (the first
+    failure of each monitor at once, then at most one line per
+    ``log_interval`` seconds carrying the number suppressed meanwhile), and
+    passed as a :class:`MonitorFailed` to every monitor with an
+    ``on_monitor_error`` hook, such as
+    :class:`~modeldeploy.monitors.PrometheusMonitor`, which counts it in
+    ``modeldeploy_monitor_errors_total``. ``BaseException`` that is not an
+    ``Exception`` (``KeyboardInterrupt``) propagates.
+
+    Args:
+        monitors: The monitors, called in this order.
+        logger: A structlog bound logger for the failure lines; by default
+            ``structlog.get_logger("modeldeploy")``, resolved at first use
+            and configured by the application.
+        log_interval: Minimum seconds between two failure lines of one monitor.
+        clock: Monotonic time source for the rate limit (tests inject one).
+
+    Raises:
+        TypeError: A monitor implements none of the hooks, or a hook is not
+            callable: it would silently observe nothing.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        monitors: Iterable[object],
+        *,
+        logger: Any = None,
+        log_interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.monitors = tuple(monitors)
+        found: dict[str, list[_Hook]] = {name: [] for name in _HOOKS}
+        for monitor in self.monitors:
+            label = type(monitor).__name__
+            implements_any = False
+            for name in _HOOKS:
+                method = getattr(monitor, name, None)
+                if method is None:
+                    continue
+                if not callable(method):
+                    raise TypeError(f"{label}.{name} is not callable")
+                found[name].append((label, method))
+                implements_any = implements_any or name in _EVENT_HOOKS
+            if not implements_any:
+                raise TypeError(
+                    f"{label} implements no monitor hook (expected one of {', '.join(_HOOKS)})"
+                )
+        self._request_start = tuple(found["on_request_start"])
+        self._request_end = tuple(found["on_request_end"])
+        self._batch = tuple(found["on_batch"])
+        self._model_loaded = tuple(found["on_model_loaded"])
+        self._monitor_error = tuple(found["on_monitor_error"])
+
+        self._logger = logger
+        self._log_interval = log_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._errors: dict[str, int] = {}
+        self._last_logged: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    @property
+    def errors(self) -> Mapping[str, int]:
+        """Exceptions caught so far, by monitor class name (a snapshot).
+
+        .. versionadded:: 0.1.0
+        """
+        with self._lock:
+            return dict(self._errors)
+
+    def on_request_start(self, event: RequestStarted, /) -> None:
+        """Pass the event to every monitor's ``on_request_start``.
+
+        .. versionadded:: 0.1.0
+        """
+        for label, hook in self._request_start:
+            try:
+                hook(event)
+            except Exception as exc:  # noqa: PERF203 - free in 3.11 until raised; isolation is the point
+                self._failed(label, "on_request_start", exc)
+
+    def on_request_end(self, event: RequestFinished, /) -> None:
+        """Pass the event to every monitor's ``on_request_end``.
+
+        .. versionadded:: 0.1.0
+        """
+        for label, hook in self._request_end:
+            try:
+                hook(event)
+            except Exception as exc:  # noqa: PERF203
+                self._failed(label, "on_request_end", exc)
+
+    def on_batch(self, event: BatchExecuted, /) -> None:
+        """Pass the event to every monitor's ``on_batch``.
+
+        .. versionadded:: 0.1.0
+        """
+        for label, hook in self._batch:
+            try:
+                hook(event)
+            except Exception as exc:  # noqa: PERF203
+                self._failed(label, "on_batch", exc)
+
+    def on_model_loaded(self, event: ModelLoaded, /) -> None:
+        """Pass the event to every monitor's ``on_model_loaded``.
+
+        .. versionadded:: 0.1.0
+        """
+        for label, hook in self._model_loaded:
+            try:
+                hook(event)
+            except Exception as exc:  # noqa: PERF203
+                self._failed(label, "on_model_loaded", exc)
+
+    def on_monitor_error(self, event: MonitorFailed, /) -> None:
+        """Forward a failure an enclosing composite caught to every ``on_monitor_error``.
+
+        .. versionadded:: 0.1.0
+        """
+        self._report(event)
+
+    def _failed(self, label: str, hook: str, exc: Exception) -> None:
+        self._count_and_log(label, hook, exc)
+        self._report(MonitorFailed(monitor=label, hook=hook, error=exc))
+
+    def _report(self, event: MonitorFailed) -> None:
+        for label, on_error in self._monitor_error:
+            try:
+                on_error(event)
+            except Exception as exc:  # noqa: PERF203
+                # counted and logged, not reported again: that could loop
+                self._count_and_log(label, "on_monitor_error", exc)
+
+    def _count_and_log(self, label: str, hook: str, exc: Exception) -> None:
+        with self._lock:
+            self._errors[label] = self._errors.get(label, 0) + 1
+            now = self._clock()
+            last = self._last_logged.get(label)
+            if last is not None and now - last < self._log_interval:
+                self._suppressed[label] = self._suppressed.get(label, 0) + 1
+                return
+            self._last_logged[label] = now
+            suppressed = self._suppressed.pop(label, 0)
+        try:
+            if self._logger is None:
+                self._logger = structlog.get_logger("modeldeploy")
+            self._logger.error(
+                "monitor_failed", monitor=label, hook=hook, suppressed=suppressed, exc_info=exc
+            )
+        except Exception:  # noqa: S110 - a broken logger has nowhere safer to report
+            pass
