@@ -8,7 +8,7 @@ PORT ?= 8000
 EXTRAS ?= dev,numpy,fast,xml,flask,asgi,grpc
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint typecheck unit docs docs-build bench clean
+.PHONY: help venv test lint typecheck unit docs docs-build bench proto clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,15 @@ docs: venv  ## serve the docs on localhost:8001
 
 bench: venv  ## run the benchmarks; writes docs/benchmarks.md tables
 	$(BIN)/python benchmarks/run.py
+
+# protoc writes modeldeploy/v1/value_pb2.py under its output dir (the .proto's path);
+# the module lives in modeldeploy._proto, so generate into a scratch dir and copy
+proto: venv  ## regenerate src/modeldeploy/_proto/ from proto/
+	tmp=$$(mktemp -d) && \
+	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=$$tmp --pyi_out=$$tmp \
+		proto/modeldeploy/v1/value.proto && \
+	cp $$tmp/modeldeploy/v1/value_pb2.py $$tmp/modeldeploy/v1/value_pb2.pyi src/modeldeploy/_proto/ && \
+	rm -rf $$tmp
 
 clean:  ## remove the venv and build output
 	rm -rf $(VENV) site build dist .mypy_cache .pytest_cache .ruff_cache .hypothesis
