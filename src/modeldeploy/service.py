@@ -1,0 +1,493 @@
+"""
+The Service: wires decode, validate, queue, predict, encode and monitors.
+
+It holds no stage logic of its own: serializers decode and encode, the
+validator checks the signature, :mod:`modeldeploy._workers` queues and
+computes, monitors observe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import enum
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
+from types import TracebackType
+from typing import Any
+
+from ._workers import Admission, Deployment, Job, Replicas, WorkerPool, execute
+from .errors import (
+    DeadlineExceededError,
+    ModelDeployError,
+    ModelLoadError,
+    NotReadyError,
+    PayloadTooLargeError,
+    PredictionError,
+)
+from .events import BatchExecuted, ModelLoaded, RequestFinished, RequestStarted
+from .interfaces import Predictor, Serializer
+from .messages import Request, Response, Signature
+from .monitors.composite import CompositeMonitor
+from .negotiation import Negotiator
+from .predictors import predictor as make_predictor
+from .serializers._base import DEFAULT_MAX_SIZE
+from .validation import compile_validator
+
+__all__ = ["Service", "State"]
+
+logger = logging.getLogger("modeldeploy")
+
+_monotonic = time.monotonic
+_perf_counter = time.perf_counter
+
+
+class State(enum.Enum):
+    """
+    Where a service is in its life.
+
+    .. versionadded:: 0.1.0
+    """
+
+    NEW = "new"
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+def _error_response(error: ModelDeployError, request_id: str) -> Response:
+    # errors are always JSON: the client may not read what it asked for (that
+    # may be the very error), and every HTTP client reads JSON
+    body = json.dumps({"error": error.to_dict()}, separators=(",", ":")).encode()
+    headers = {"content-type": "application/json", "x-request-id": request_id}
+    headers.update(error.headers())
+    return Response(error.http_status, headers, body)
+
+
+class Service:
+    """
+    A model served with bounded concurrency, deadlines, typed errors and monitors.
+
+    Args:
+        model: A :class:`~modeldeploy.Predictor`, or anything
+            :func:`modeldeploy.predictor` accepts (a function, a
+            scikit-learn-style object).
+        name: Model name for metrics, logs and routes. Defaults to the
+            predictor's ``name`` attribute, else ``"model"``.
+        version: Model version. Defaults to the predictor's ``version``, else ``"1"``.
+        serializers: Formats :meth:`handle` reads and writes, in preference
+            order. Defaults to JSON and msgpack.
+        monitors: Observers of requests, batches and loads.
+        workers: Worker threads. ``0`` runs each prediction inline on the
+            caller's thread (for servers that give each request a thread).
+        replicas: ``None`` shares one model instance among all workers (a
+            thread-safe model). ``N`` keeps N instances, copies of *model* made
+            before ``load()``, each used by one worker at a time.
+        max_queue: Requests accepted and not yet answered (queued or computing);
+            one more fails at once with OverloadedError.
+        timeout: Default seconds a request may take end to end; ``None`` for no
+            deadline. A request still queued at its deadline is never computed.
+        max_body_size: Bytes :meth:`handle` accepts in a body.
+        warmup: An input predicted once on each replica by :meth:`start`.
+        retry_after: Seconds suggested to a client refused with OverloadedError.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        model: Predictor | Callable[..., Any] | Any,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        serializers: Sequence[Serializer] | None = None,
+        monitors: Sequence[object] = (),
+        workers: int = 4,
+        replicas: int | None = None,
+        max_queue: int = 1024,
+        timeout: float | None = None,
+        max_body_size: int = DEFAULT_MAX_SIZE,
+        warmup: Any = None,
+        retry_after: float = 1.0,
+    ) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        if replicas is not None and replicas < 1:
+            raise ValueError(f"replicas must be >= 1 or None, got {replicas}")
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1, got {max_queue}")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be > 0 or None, got {timeout}")
+        self._predictor: Predictor = (
+            model if isinstance(model, Predictor) else make_predictor(model)
+        )
+        self.name: str = name or getattr(self._predictor, "name", None) or "model"
+        self.version: str = version or str(getattr(self._predictor, "version", None) or "1")
+        if serializers is None:
+            from .serializers import get
+
+            serializers = [get("json"), get("msgpack")]
+        self.negotiator = Negotiator(serializers)
+        self.workers = workers
+        self.replicas = replicas
+        self.timeout = timeout
+        self.max_body_size = max_body_size
+        self.warmup = warmup
+        self._admission = Admission(max_queue, retry_after)
+        self._monitor = CompositeMonitor(list(monitors))
+        hooks = {h for m in monitors for h in _HOOKS if callable(getattr(m, h, None))}
+        self._observe_requests = bool(hooks & {"on_request_start", "on_request_end"})
+        self._observe_batches = "on_batch" in hooks
+        self._monitors = tuple(monitors)
+        self._on_batch = self._observe_batch if self._observe_batches else None
+        self._state = State.NEW
+        self._state_lock = threading.Lock()
+        self._deployment: Deployment | None = None
+        self._pool: WorkerPool | None = None
+        self._ids = itertools.count(1)
+        self._id_prefix = os.urandom(4).hex()
+
+    # -- life cycle -------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The current :class:`State`."""
+        return self._state
+
+    @property
+    def signature(self) -> Signature | None:
+        """The model's declared signature, if any."""
+        return self._predictor.signature
+
+    def health(self) -> bool:
+        """Liveness: False only once the service failed to load or was closed."""
+        return self._state not in (State.FAILED, State.CLOSED)
+
+    def ready(self) -> bool:
+        """Readiness: True only between a successful :meth:`start` and :meth:`close`."""
+        return self._state is State.READY
+
+    def start(self) -> Service:
+        """
+        Load the model (every replica), warm it up, start the workers.
+
+        Returns the service, so ``service = Service(...).start()`` reads well.
+
+        Raises:
+            ModelLoadError: Loading or warm-up raised; the cause is chained and
+                the service stays not ready.
+            NotReadyError: The service was already started or closed.
+        """
+        with self._state_lock:
+            if self._state is not State.NEW:
+                raise NotReadyError(f"service is {self._state.value}, it can start only once")
+            self._state = State.STARTING
+        started = _perf_counter()
+        try:
+            deployment = self._load(self._predictor)
+        except BaseException:
+            self._state = State.FAILED
+            raise
+        load_s = _perf_counter() - started
+        self._deployment = deployment
+        if self.workers:
+            self._pool = WorkerPool(
+                self.workers,
+                self._admission,
+                self._on_batch,
+                self._on_job_done if self._observe_requests else None,
+                name=f"modeldeploy-{self.name}",
+            )
+        for monitor in self._monitors:
+            track = getattr(monitor, "track_queue", None)
+            if callable(track):
+                track(self.name, self.queue_depth)
+        self._monitor.on_model_loaded(ModelLoaded(self.name, self.version, load_s))
+        logger.info("model %s version %s ready in %.3fs", self.name, self.version, load_s)
+        self._state = State.READY
+        return self
+
+    def _load(self, predictor: Predictor) -> Deployment:
+        count = self.replicas or 1
+        # copies are made before load(): an unloaded predictor is configuration
+        instances = [predictor] + [copy.deepcopy(predictor) for _ in range(count - 1)]
+        try:
+            for instance in instances:
+                instance.load()
+                if self.warmup is not None:
+                    instance.predict([self.warmup])
+        except ModelDeployError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(
+                f"model {self.name!r} failed to load: {type(exc).__name__}"
+            ) from exc
+        signature = instances[0].signature
+        validate = compile_validator(signature) if signature is not None else None
+        return Deployment(
+            self.name, self.version, Replicas(instances, self.replicas is not None), validate
+        )
+
+    def close(self, timeout: float | None = None) -> bool:
+        """
+        Stop intake, finish every accepted request, release the workers.
+
+        Args:
+            timeout: Seconds to wait for accepted requests; ``None`` waits
+                for all of them.
+
+        Returns:
+            True when every accepted request finished; False when *timeout*
+            passed first (those still queued then fail with NotReadyError).
+        """
+        with self._state_lock:
+            if self._state in (State.CLOSING, State.CLOSED):
+                return True
+            self._state = State.CLOSING
+        started = _monotonic()
+        drained = self._admission.close(timeout)
+        if self._pool is not None:
+            remaining = None if timeout is None else max(timeout - (_monotonic() - started), 0)
+            self._pool.stop(remaining)
+        if not drained:
+            logger.error("model %s closed with requests still running", self.name)
+        self._state = State.CLOSED
+        return drained
+
+    def __enter__(self) -> Service:
+        if self._state is State.NEW:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def queue_depth(self) -> int:
+        """Requests accepted and not yet answered (queued or computing)."""
+        return self._admission.count
+
+    # -- calling the model --------------------------------------------------------
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        timeout = self.timeout if timeout is None else timeout
+        return None if timeout is None else _monotonic() + timeout
+
+    def _active(self) -> Deployment:
+        deployment = self._deployment
+        if deployment is None or self._state is not State.READY:
+            raise NotReadyError(f"model {self.name!r} is {self._state.value}")
+        return deployment
+
+    def _validated(self, deployment: Deployment, x: Any) -> Any:
+        return x if deployment.validate is None else deployment.validate(x)
+
+    def submit(self, x: Any, *, timeout: float | None = None) -> Future[Any]:
+        """
+        Queue one input; return a :class:`concurrent.futures.Future` of its output.
+
+        With ``workers=0`` the prediction runs now, on this thread, and the
+        returned future is already done.
+
+        Raises:
+            ValidationError: *x* does not fit the signature.
+            OverloadedError: The queue is full.
+            NotReadyError: Not started, or closing.
+        """
+        future: Future[Any] = Future()
+        job = self._admit(x, self._deadline(timeout), future)
+        if self._pool is not None:
+            self._pool.put(job)
+        else:
+            future.set_running_or_notify_cancel()
+            ok, value = self._run_inline(job)
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        return future
+
+    def predict(self, x: Any, *, timeout: float | None = None) -> Any:
+        """
+        Predict one input and wait for its output.
+
+        Raises:
+            ValidationError: *x* does not fit the signature.
+            OverloadedError: The queue is full.
+            DeadlineExceededError: The deadline passed first.
+            PredictionError: The model raised; the cause is chained.
+            NotReadyError: Not started, or closing.
+        """
+        deadline = self._deadline(timeout)
+        if self._pool is None:
+            ok, value = self._run_inline(self._admit(x, deadline, None))
+            if ok:
+                return value
+            raise value
+        return _wait(self.submit(x, timeout=timeout), deadline)
+
+    async def apredict(self, x: Any, *, timeout: float | None = None) -> Any:
+        """
+        Predict one input without blocking the event loop.
+
+        With ``workers=0`` the prediction runs in the loop's default executor.
+        Raises what :meth:`predict` raises.
+        """
+        if self._pool is None:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self.predict(x, timeout=timeout)
+            )
+        deadline = self._deadline(timeout)
+        wrapped = asyncio.wrap_future(self.submit(x, timeout=timeout))
+        if deadline is None:
+            return await wrapped
+        try:
+            return await asyncio.wait_for(wrapped, max(deadline - _monotonic(), 0.0))
+        except asyncio.TimeoutError:
+            raise DeadlineExceededError("deadline passed waiting for the model") from None
+
+    def _admit(self, x: Any, deadline: float | None, future: Future[Any] | None) -> Job:
+        """Validate *x* and admit it as a job observed as one request."""
+        deployment = self._active()
+        x = self._validated(deployment, x)
+        tag = None
+        if self._observe_requests:
+            tag = (self._observe_start(), _perf_counter())
+        try:
+            self._admission.acquire()
+        except ModelDeployError as exc:
+            if tag is not None:
+                self._observe_end(tag[0], tag[1], exc)
+            raise
+        return Job(deployment, x, deadline, future, tag)
+
+    def _run_inline(self, job: Job) -> tuple[bool, Any]:
+        """Compute an admitted job on this thread; observe it if it is tagged."""
+        try:
+            ((ok, value),) = execute((job,), self._on_batch)
+        finally:
+            self._admission.release()
+        if job.tag is not None:
+            self._observe_end(job.tag[0], job.tag[1], None if ok else value)
+        return ok, value
+
+    # -- handle: the whole request flow ---------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        """
+        Decode, validate, predict and encode one request; never raises.
+
+        Every :class:`~modeldeploy.ModelDeployError` becomes a response with
+        the error's HTTP status and a JSON body ``{"error": {"code", "message"}}``;
+        any other exception becomes a 500 with no detail (it is logged).
+        """
+        started = _perf_counter()
+        request_id = request.headers.get("x-request-id") or self._new_id()
+        if self._observe_requests:
+            self._monitor.on_request_start(RequestStarted(self.name, self.version, request_id))
+        try:
+            response = self._handle(request, request_id)
+            error = None
+        except ModelDeployError as exc:
+            error = exc
+        except Exception as exc:
+            logger.exception("unexpected error handling request %s", request_id)
+            error = PredictionError("internal error")
+            error.__cause__ = exc
+        if error is not None:
+            response = _error_response(error, request_id)
+        if self._observe_requests:
+            self._observe_end(request_id, started, error)
+        return response
+
+    def _handle(self, request: Request, request_id: str) -> Response:
+        body = request.body
+        size = body.nbytes if isinstance(body, memoryview) else len(body)
+        if size > self.max_body_size:
+            raise PayloadTooLargeError(
+                f"body of {size} bytes is over the limit of {self.max_body_size}"
+            )
+        deployment = self._active()
+        decoder = self.negotiator.decoder(request.content_type)
+        encoder = self.negotiator.encoder(request.accept, decoder)  # 406 before any work
+        x = self._validated(deployment, decoder.loads(body))
+        deadline = request.deadline
+        if deadline is None and self.timeout is not None:
+            deadline = _monotonic() + self.timeout
+        self._admission.acquire()
+        if self._pool is None:
+            ok, value = self._run_inline(Job(deployment, x, deadline, None))
+            if not ok:
+                raise value
+        else:
+            future: Future[Any] = Future()
+            self._pool.put(Job(deployment, x, deadline, future))
+            value = _wait(future, deadline)
+        return Response(
+            200,
+            {"content-type": encoder.media_type, "x-request-id": request_id},
+            encoder.dumps(value),
+        )
+
+    # -- monitors ---------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._ids)}"
+
+    def _observe_start(self) -> str:
+        request_id = self._new_id()
+        self._monitor.on_request_start(RequestStarted(self.name, self.version, request_id))
+        return request_id
+
+    def _observe_end(self, request_id: str, started: float, error: BaseException | None) -> None:
+        if error is None:
+            outcome = code = "ok"
+        else:
+            outcome = "error"
+            code = error.code if isinstance(error, ModelDeployError) else "internal"
+        self._monitor.on_request_end(
+            RequestFinished(
+                self.name,
+                self.version,
+                request_id,
+                outcome,
+                code,
+                _perf_counter() - started,
+                error,
+            )
+        )
+
+    def _on_job_done(self, job: Job, ok: bool, value: Any) -> None:
+        if job.tag is not None:
+            self._observe_end(job.tag[0], job.tag[1], None if ok else value)
+
+    def _observe_batch(
+        self, model: Deployment, size: int, queue_wait_s: float, compute_s: float
+    ) -> None:
+        self._monitor.on_batch(
+            BatchExecuted(model.name, model.version, size, queue_wait_s, compute_s)
+        )
+
+
+_HOOKS = ("on_request_start", "on_request_end", "on_batch", "on_model_loaded")
+
+
+def _wait(future: Future[Any], deadline: float | None) -> Any:
+    timeout = None if deadline is None else max(deadline - _monotonic(), 0.0)
+    try:
+        return future.result(timeout)
+    except FutureTimeoutError:
+        raise DeadlineExceededError("deadline passed waiting for the model") from None

@@ -1,0 +1,347 @@
+"""Service: calling APIs, concurrency, overload, deadlines, close, failures, monitors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import CancelledError, ThreadPoolExecutor
+
+import pytest
+
+import modeldeploy as md
+from modeldeploy.testing import EchoPredictor, GatedPredictor, RecordingMonitor
+
+WORKERS = [0, 1, 4]
+
+
+def double(x):
+    return [2 * v for v in x]
+
+
+@pytest.fixture(params=WORKERS, ids=lambda w: f"workers={w}")
+def workers(request):
+    return request.param
+
+
+class TestCalling:
+    def test_predict_submit_apredict_agree(self, workers):
+        with md.Service(EchoPredictor(double), workers=workers) as service:
+            assert service.predict([1, 2]) == [2, 4]
+            assert service.submit([3]).result(timeout=5) == [6]
+            assert asyncio.run(service.apredict([4])) == [8]
+
+    def test_plain_function_is_wrapped(self, workers):
+        with md.Service(lambda x: x + 1, workers=workers) as service:
+            assert service.predict(41) == 42
+
+    def test_not_ready_before_start_and_after_close(self):
+        service = md.Service(EchoPredictor(), workers=1)
+        assert not service.ready() and service.health()
+        with pytest.raises(md.NotReadyError):
+            service.predict(1)
+        service.start()
+        assert service.ready()
+        assert service.close() is True
+        assert not service.ready() and not service.health()
+        with pytest.raises(md.NotReadyError):
+            service.submit(1)
+        with pytest.raises(md.NotReadyError):
+            service.start()
+
+    def test_load_runs_once_per_replica_and_warmup_predicts(self):
+        model = EchoPredictor()
+        with md.Service(model, workers=2, replicas=3, warmup=[0.0]):
+            pass
+        assert model.loads == 1  # the other two replicas are copies
+        assert model.batches == [[[0.0]]]
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{"workers": -1}, {"replicas": 0}, {"max_queue": 0}, {"timeout": 0}],
+    )
+    def test_bad_configuration_is_refused(self, kwargs):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            md.Service(EchoPredictor(), **kwargs)
+
+
+class TestConcurrency:
+    def test_many_threads_each_get_their_own_answer(self, workers):
+        with md.Service(EchoPredictor(double), workers=workers) as service:
+
+            def caller(n):
+                return [service.predict([n, i]) == [2 * n, 2 * i] for i in range(50)]
+
+            with ThreadPoolExecutor(16) as pool:
+                results = list(pool.map(caller, range(32)))
+        assert all(all(r) for r in results)
+
+    def test_many_asyncio_tasks_each_get_their_own_answer(self, workers):
+        async def main(service):
+            return await asyncio.gather(*(service.apredict([n]) for n in range(300)))
+
+        with md.Service(EchoPredictor(double), workers=workers) as service:
+            assert asyncio.run(main(service)) == [[2 * n] for n in range(300)]
+
+    def test_apredict_does_not_block_the_event_loop(self):
+        model = GatedPredictor()
+        with md.Service(model, workers=1) as service:
+
+            async def main():
+                task = asyncio.ensure_future(service.apredict(7))
+                # the loop keeps running while the model holds the request
+                await asyncio.get_running_loop().run_in_executor(None, model.entered.wait, 5)
+                assert not task.done()
+                model.open()
+                return await task
+
+            assert asyncio.run(main()) == 7
+
+    def test_replicas_are_used_one_worker_at_a_time(self):
+        both_inside = threading.Barrier(2, timeout=10)
+
+        class NotThreadSafe(EchoPredictor):
+            def __init__(self):
+                super().__init__()
+                self.busy = False
+
+            def predict(self, batch):
+                assert not self.busy, "two workers inside one replica"
+                self.busy = True
+                try:
+                    both_inside.wait()  # proves two replicas compute at once
+                    return super().predict(batch)
+                finally:
+                    self.busy = False
+
+        with md.Service(NotThreadSafe(), workers=4, replicas=2) as service:
+            futures = [service.submit(i) for i in range(20)]
+            assert [f.result(timeout=10) for f in futures] == list(range(20))
+
+
+class TestOverload:
+    def test_full_queue_fails_at_once_then_recovers(self):
+        model = GatedPredictor()
+        with md.Service(model, workers=1, max_queue=3, retry_after=2.0) as service:
+            futures = [service.submit(i) for i in range(3)]
+            assert model.entered.wait(5)
+            with pytest.raises(md.OverloadedError) as info:
+                service.submit(99)
+            assert info.value.retry_after == 2.0
+            assert info.value.http_status == 503
+            model.open()
+            assert [f.result(timeout=5) for f in futures] == [0, 1, 2]
+            assert service.predict(3) == 3  # capacity is back
+
+    def test_inline_mode_keeps_the_concurrency_limit(self):
+        model = GatedPredictor()
+        with md.Service(model, workers=0, max_queue=1) as service:
+            holder = threading.Thread(target=service.predict, args=(1,))
+            holder.start()
+            assert model.entered.wait(5)
+            with pytest.raises(md.OverloadedError):
+                service.predict(2)
+            model.open()
+            holder.join(5)
+            assert service.predict(3) == 3
+
+
+class TestDeadlines:
+    def test_request_past_its_deadline_is_never_computed(self):
+        model = GatedPredictor()
+        with md.Service(model, workers=1) as service:
+            first = service.submit("a")
+            assert model.entered.wait(5)
+            queued = service.submit("b", timeout=0.01)
+            # waiting for a later deadline proves the earlier one has passed
+            with pytest.raises(md.DeadlineExceededError):
+                service.predict("c", timeout=0.05)
+            model.open()
+            assert first.result(timeout=5) == "a"
+            assert isinstance(queued.exception(timeout=5), md.DeadlineExceededError)
+        assert model.batches == [["a"]]
+
+    def test_hanging_model_times_out_and_close_gives_up(self):
+        model = GatedPredictor()
+        service = md.Service(model, workers=1).start()
+        try:
+            with pytest.raises(md.DeadlineExceededError) as info:
+                service.predict(1, timeout=0.05)
+            assert isinstance(info.value, TimeoutError)
+            assert service.close(timeout=0.05) is False
+        finally:
+            model.open()
+
+    def test_service_timeout_is_the_default_deadline(self):
+        model = GatedPredictor()
+        with md.Service(model, workers=1, timeout=0.05) as service:
+            with pytest.raises(md.DeadlineExceededError):
+                service.predict(1)
+            model.open()
+
+    def test_apredict_deadline(self):
+        model = GatedPredictor()
+        with md.Service(model, workers=1) as service:
+            with pytest.raises(md.DeadlineExceededError):
+                asyncio.run(service.apredict(1, timeout=0.05))
+            model.open()
+
+
+class TestClose:
+    def test_close_drains_every_accepted_request(self):
+        model = GatedPredictor()
+        service = md.Service(model, workers=2).start()
+        futures = [service.submit(i) for i in range(10)]
+        assert model.entered.wait(5)
+        closer = threading.Thread(target=service.close)
+        closer.start()
+        # intake stops at once, while accepted requests are still held in the model
+        while service.state is not md.State.CLOSING:
+            assert closer.is_alive()
+        assert not service.ready()
+        with pytest.raises(md.NotReadyError):
+            service.submit(11)
+        model.open()
+        closer.join(10)
+        assert not closer.is_alive()
+        assert [f.result(timeout=0) for f in futures] == list(range(10))
+        assert service.state is md.State.CLOSED
+
+    def test_cancelled_future_is_not_computed_and_frees_its_slot(self):
+        model = GatedPredictor()
+        with md.Service(model, workers=1, max_queue=2) as service:
+            first = service.submit(1)
+            assert model.entered.wait(5)
+            second = service.submit(2)
+            assert second.cancel()
+            model.open()
+            assert first.result(timeout=5) == 1
+            with pytest.raises(CancelledError):
+                second.result(timeout=5)
+            assert service.predict(3) == 3
+        assert model.batches == [[1], [3]]
+
+
+class TestFailures:
+    def test_raising_model_gives_prediction_error_and_worker_lives(self, workers):
+        def flaky(x):
+            if x < 0:
+                raise ArithmeticError("negative input")
+            return x
+
+        with md.Service(flaky, workers=workers) as service:
+            with pytest.raises(md.PredictionError) as info:
+                service.predict(-1)
+            assert isinstance(info.value.__cause__, ArithmeticError)
+            assert "negative input" not in info.value.message
+            assert [service.predict(i) for i in range(5)] == list(range(5))
+
+    def test_wrong_length_batch_is_a_prediction_error(self, workers):
+        class Broken(EchoPredictor):
+            def predict(self, batch):
+                return [*batch, "extra"]
+
+        with (
+            md.Service(Broken(), workers=workers) as service,
+            pytest.raises(md.PredictionError, match="2 results for a batch of 1"),
+        ):
+            service.predict(1)
+
+    def test_failed_load_is_typed_and_not_ready(self):
+        class Unloadable(EchoPredictor):
+            def load(self):
+                raise FileNotFoundError("weights.bin")
+
+        service = md.Service(Unloadable(), workers=1)
+        with pytest.raises(md.ModelLoadError) as info:
+            service.start()
+        assert isinstance(info.value.__cause__, FileNotFoundError)
+        assert not service.ready() and not service.health()
+        assert service.state is md.State.FAILED
+
+    def test_slow_loading_model_is_live_but_not_ready(self):
+        release = threading.Event()
+        loading = threading.Event()
+
+        class Slow(EchoPredictor):
+            def load(self):
+                loading.set()
+                assert release.wait(5)
+
+        service = md.Service(Slow(), workers=1)
+        starter = threading.Thread(target=service.start)
+        starter.start()
+        assert loading.wait(5)
+        assert service.health() and not service.ready()
+        with pytest.raises(md.NotReadyError):
+            service.predict(1)
+        release.set()
+        starter.join(5)
+        assert service.ready()
+        assert service.predict(1) == 1
+        service.close()
+
+    def test_a_raising_monitor_never_reaches_the_request(self, workers):
+        class Broken:
+            def on_request_start(self, event):
+                raise RuntimeError("monitor bug")
+
+            on_request_end = on_batch = on_model_loaded = on_request_start
+
+        recorder = RecordingMonitor()
+        with md.Service(EchoPredictor(), monitors=[Broken(), recorder], workers=workers) as s:
+            assert s.predict(1) == 1
+            assert s.handle(md.Request(b"[1]")).status == 200
+        assert len(recorder.finished) == 2
+
+
+class TestMonitoring:
+    def test_events_for_success_and_each_error(self, workers):
+        monitor = RecordingMonitor()
+
+        def model(x):
+            if x == "boom":
+                raise ValueError("boom")
+            return x
+
+        with md.Service(model, name="m", version="7", monitors=[monitor], workers=workers) as s:
+            s.predict("ok")
+            with pytest.raises(md.PredictionError):
+                s.predict("boom")
+            s.handle(md.Request(b"not json"))
+        assert [(e.model, e.version) for e in monitor.loaded] == [("m", "7")]
+        assert [e.code for e in monitor.finished] == ["ok", "prediction_error", "decode_error"]
+        assert [e.outcome for e in monitor.finished] == ["ok", "error", "error"]
+        assert {e.request_id for e in monitor.started} == {e.request_id for e in monitor.finished}
+        assert all(e.latency_s >= 0 for e in monitor.finished)
+        assert [b.size for b in monitor.batches] == [1, 1]
+        assert isinstance(monitor.finished[1].error, md.PredictionError)
+
+    def test_overload_is_observed(self):
+        monitor = RecordingMonitor()
+        model = GatedPredictor()
+        with md.Service(model, workers=1, max_queue=1, monitors=[monitor]) as service:
+            held = service.submit(1)
+            with pytest.raises(md.OverloadedError):
+                service.submit(2)
+            model.open()
+            held.result(timeout=5)
+        assert sorted(e.code for e in monitor.finished) == ["ok", "overloaded"]
+
+    def test_queue_depth_is_tracked(self):
+        model = GatedPredictor()
+        seen = {}
+
+        class Tracker:
+            def track_queue(self, name, depth):
+                seen[name] = depth
+
+            def on_model_loaded(self, event):
+                pass
+
+        with md.Service(model, name="q", workers=1, monitors=[Tracker()]) as service:
+            futures = [service.submit(i) for i in range(3)]
+            assert seen["q"]() == 3
+            model.open()
+            for f in futures:
+                f.result(timeout=5)
+            assert seen["q"]() == 0
