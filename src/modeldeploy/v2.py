@@ -1,0 +1,1035 @@
+"""
+The Open Inference Protocol (KServe V2) codec, as pure functions.
+
+Turns a V2 inference request body (JSON tensors and the binary tensor extension)
+into NumPy arrays, model outputs back into a V2 response body, and builds the
+metadata and error bodies. The gRPC half converts the protocol's protobuf
+messages the same way. Nothing here speaks HTTP or gRPC: adapters call these
+functions and write what they return.
+
+Errors follow :mod:`modeldeploy.errors`: a body that breaks the protocol is a
+:class:`~modeldeploy.errors.DecodeError` (400), a request that does not fit the
+model's signature a :class:`~modeldeploy.errors.ValidationError` (422), outputs
+that cannot be encoded an :class:`~modeldeploy.errors.EncodeError` (500).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain
+from types import MappingProxyType, ModuleType
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from ._version import __version__
+from .errors import DecodeError, EncodeError, ModelDeployError, ValidationError
+from .messages import Signature, TensorSpec
+from .serializers._base import DEFAULT_MAX_SIZE, check_size
+
+if TYPE_CHECKING:
+    from ._proto.inference import grpc_service_pb2 as pb
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - the test venv has orjson
+    orjson = None  # type: ignore[assignment]
+
+__all__ = [
+    "DATATYPES",
+    "EXTENSIONS",
+    "HEADER_LENGTH",
+    "InferRequest",
+    "RequestedOutput",
+    "datatype_to_dtype",
+    "decode_infer_request",
+    "dtype_to_datatype",
+    "dumps_json",
+    "encode_infer_response",
+    "error_body",
+    "infer_request_from_grpc",
+    "infer_response_to_grpc",
+    "inputs_for_predictor",
+    "model_metadata",
+    "model_metadata_to_grpc",
+    "outputs_from_prediction",
+    "parse_header_length",
+    "server_metadata",
+    "server_metadata_to_grpc",
+]
+
+HEADER_LENGTH: Final = "Inference-Header-Content-Length"
+"""The header that gives the JSON part's length when binary tensors follow it."""
+
+EXTENSIONS: Final = ("binary_tensor_data",)
+"""The protocol extensions this codec implements, for the server metadata."""
+
+DEFAULT_OUTPUT_NAME: Final = "output0"
+"""The output name a model's single, unnamed return value gets."""
+
+# V2 datatype -> NumPy dtype. Binary tensors are little-endian whatever the host.
+DATATYPES: Final[Mapping[str, np.dtype[Any]]] = MappingProxyType(
+    {
+        "BOOL": np.dtype("?"),
+        "INT8": np.dtype("<i1"),
+        "INT16": np.dtype("<i2"),
+        "INT32": np.dtype("<i4"),
+        "INT64": np.dtype("<i8"),
+        "UINT8": np.dtype("<u1"),
+        "UINT16": np.dtype("<u2"),
+        "UINT32": np.dtype("<u4"),
+        "UINT64": np.dtype("<u8"),
+        "FP16": np.dtype("<f2"),
+        "FP32": np.dtype("<f4"),
+        "FP64": np.dtype("<f8"),
+        "BYTES": np.dtype(object),
+    }
+)
+"""Every V2 datatype and the NumPy dtype its tensors decode to (BYTES: object of bytes)."""
+
+_KIND_SIZE_TO_DATATYPE: Final = {
+    (dt.kind, dt.itemsize): name for name, dt in DATATYPES.items() if name != "BYTES"
+}
+_TEXT_KINDS: Final = frozenset("OSU")
+# element types JSON may carry for each datatype family
+_JSON_TYPES: Final = {"b": frozenset({bool}), "i": frozenset({int}), "u": frozenset({int})}
+_JSON_FLOAT_TYPES: Final = frozenset({int, float})
+_JSON_TEXT_TYPES: Final = frozenset({str})
+_MAX_DIMS: Final = 32  # NumPy 1.x's limit; 2.x allows 64
+_LENGTH = struct.Struct("<I")
+_UNSUPPORTED_PARAMETERS: Final = ("shared_memory_region", "classification")
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+
+JSONValue = Any
+
+
+# -- datatypes -------------------------------------------------------------------------
+
+
+def datatype_to_dtype(datatype: str) -> np.dtype[Any]:
+    """
+    Return the NumPy dtype a V2 tensor of *datatype* decodes to.
+
+    Args:
+        datatype: A V2 datatype name such as ``"FP32"`` or ``"BYTES"``.
+
+    Raises:
+        DecodeError: *datatype* is not a V2 datatype this codec supports.
+
+    .. versionadded:: 0.1.0
+    """
+    try:
+        return DATATYPES[datatype]
+    except (KeyError, TypeError):
+        raise DecodeError(f"unsupported datatype {datatype!r}") from None
+
+
+def dtype_to_datatype(dtype: npt.DTypeLike) -> str:
+    """
+    Return the V2 datatype name for a NumPy dtype.
+
+    Object, bytes (``S``) and str (``U``) dtypes are ``"BYTES"``; byte order does
+    not matter.
+
+    Args:
+        dtype: Anything :func:`numpy.dtype` accepts.
+
+    Raises:
+        EncodeError: The dtype has no V2 datatype (complex, datetime, ...).
+
+    .. versionadded:: 0.1.0
+    """
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise EncodeError(f"{dtype!r} is not a NumPy dtype") from exc
+    if dt.kind in _TEXT_KINDS:
+        return "BYTES"
+    try:
+        return _KIND_SIZE_TO_DATATYPE[dt.kind, dt.itemsize]
+    except KeyError:
+        raise EncodeError(f"NumPy dtype {dt.name} has no V2 datatype") from None
+
+
+# -- the request -----------------------------------------------------------------------
+
+
+@attrs.frozen
+class RequestedOutput:
+    """
+    One output a V2 request asks for.
+
+    Attributes:
+        name: The output's name.
+        binary_data: ``True`` or ``False`` when the request says how to send this
+            output; ``None`` to follow the request's ``binary_data_output``.
+        parameters: The output's other parameters, as sent.
+
+    .. versionadded:: 0.1.0
+    """
+
+    name: str
+    binary_data: bool | None = None
+    parameters: Mapping[str, Any] = attrs.field(default=_EMPTY, repr=False)
+
+
+@attrs.frozen(eq=False)
+class InferRequest:
+    """
+    One decoded V2 inference request.
+
+    Compares by identity: the arrays it holds have no single truth value.
+
+    Attributes:
+        inputs: Input name to array, in the order the request listed them.
+            Binary tensors are read-only views of the request body.
+        id: The request's ``id``, echoed in the response; ``None`` when absent.
+        parameters: The request's ``parameters``, as sent.
+        outputs: The requested outputs in request order; empty asks for all.
+
+    .. versionadded:: 0.1.0
+    """
+
+    inputs: Mapping[str, npt.NDArray[Any]]
+    id: str | None = None
+    parameters: Mapping[str, Any] = attrs.field(default=_EMPTY)
+    outputs: tuple[RequestedOutput, ...] = ()
+
+    @property
+    def binary_data_output(self) -> bool:
+        """Whether outputs default to binary form (the ``binary_data_output`` parameter)."""
+        return self.parameters.get("binary_data_output") is True
+
+
+def parse_header_length(value: str | None) -> int | None:
+    """
+    Parse an ``Inference-Header-Content-Length`` header value.
+
+    Args:
+        value: The raw header value, or ``None`` when the header is absent.
+
+    Raises:
+        DecodeError: The value is not a non-negative decimal integer.
+
+    .. versionadded:: 0.1.0
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isdigit() or not text.isascii():
+        raise DecodeError(f"{HEADER_LENGTH} must be a non-negative integer, not {value!r}")
+    return int(text)
+
+
+def decode_infer_request(
+    body: bytes | memoryview,
+    header_length: int | None = None,
+    *,
+    max_body_size: int | None = DEFAULT_MAX_SIZE,
+) -> InferRequest:
+    """
+    Decode a V2 inference request body.
+
+    With *header_length*, the first *header_length* bytes are the JSON request
+    and the rest holds the binary tensors of the inputs that carry a
+    ``binary_data_size`` parameter, in input order. Binary tensors decode without
+    a copy, as read-only views of *body*; JSON tensors may be nested or flat.
+
+    Args:
+        body: The whole request body.
+        header_length: The ``Inference-Header-Content-Length`` value, or ``None``
+            when the body is JSON alone.
+        max_body_size: Largest body accepted, in bytes; ``None`` for no limit.
+
+    Raises:
+        PayloadTooLargeError: The body is over *max_body_size*.
+        DecodeError: The body breaks the protocol: not JSON, a missing or
+            mistyped field, an unknown datatype, a shape that does not match the
+            data, a value out of range for its datatype, binary sizes that do not
+            add up, duplicate input names.
+
+    .. versionadded:: 0.1.0
+    """
+    if max_body_size is not None:
+        check_size(body, max_body_size, "V2 request")
+    view = memoryview(body).cast("B") if isinstance(body, memoryview) else memoryview(body)
+    size = view.nbytes
+    if header_length is None:
+        header_end = size
+    elif isinstance(header_length, bool) or not isinstance(header_length, int):
+        raise DecodeError(f"{HEADER_LENGTH} must be an integer")
+    elif not 0 <= header_length <= size:
+        raise DecodeError(f"{HEADER_LENGTH} is {header_length} but the body has only {size} bytes")
+    else:
+        header_end = header_length
+    header = _loads(view[:header_end])
+    if not isinstance(header, dict):
+        raise DecodeError("the inference request must be a JSON object")
+    request_id = _optional_str(header, "id", "the request")
+    parameters = _parameters(header, "the request")
+    binary_default = parameters.get("binary_data_output")
+    if binary_default is not None and not isinstance(binary_default, bool):
+        raise DecodeError("parameter 'binary_data_output' must be a boolean")
+
+    raw_inputs = header.get("inputs")
+    if not isinstance(raw_inputs, list):
+        raise DecodeError("'inputs' must be a list of input tensors")
+    inputs: dict[str, npt.NDArray[Any]] = {}
+    offset = header_end
+    for index, raw in enumerate(raw_inputs):
+        if not isinstance(raw, dict):
+            raise DecodeError(f"input #{index} must be a JSON object")
+        name, datatype, shape = _tensor_header(raw, index)
+        if name in inputs:
+            raise DecodeError(f"input {name!r} appears more than once")
+        tensor_parameters = _parameters(raw, f"input {name!r}")
+        _reject_unsupported(tensor_parameters, f"input {name!r}")
+        binary_size = tensor_parameters.get("binary_data_size")
+        if binary_size is None:
+            if "data" not in raw:
+                raise DecodeError(f"input {name!r} has neither 'data' nor 'binary_data_size'")
+            inputs[name] = _from_json(raw["data"], datatype, shape, name)
+            continue
+        if "data" in raw:
+            raise DecodeError(f"input {name!r} has both 'data' and 'binary_data_size'")
+        if header_length is None:
+            raise DecodeError(
+                f"input {name!r} has 'binary_data_size' but the request has no {HEADER_LENGTH}"
+            )
+        if isinstance(binary_size, bool) or not isinstance(binary_size, int) or binary_size < 0:
+            raise DecodeError(f"input {name!r}: 'binary_data_size' must be a non-negative integer")
+        if binary_size > size - offset:
+            raise DecodeError(
+                f"input {name!r}: 'binary_data_size' {binary_size} runs past the end of the body"
+            )
+        inputs[name] = _from_binary(view, offset, binary_size, datatype, shape, name)
+        offset += binary_size
+    if offset != size:
+        raise DecodeError(
+            f"{size - offset} bytes after the binary tensors belong to no input "
+            "(check 'binary_data_size' and the header length)"
+        )
+    outputs = _requested_outputs(header.get("outputs"))
+    return InferRequest(inputs=inputs, id=request_id, parameters=parameters, outputs=outputs)
+
+
+def _loads(data: memoryview) -> JSONValue:
+    try:
+        if orjson is not None:
+            return orjson.loads(data)
+        return json.loads(bytes(data), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise DecodeError("the inference request header is not valid JSON") from exc
+
+
+def _reject_constant(name: str) -> None:
+    # stdlib json accepts NaN and Infinity, which JSON (and orjson) do not
+    raise ValueError(f"{name} is not JSON")
+
+
+def _optional_str(obj: dict[str, Any], key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise DecodeError(f"{where}: {key!r} must be a string")
+    return value
+
+
+def _parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    value = obj.get("parameters")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DecodeError(f"{where}: 'parameters' must be a JSON object")
+    return value
+
+
+def _reject_unsupported(parameters: Mapping[str, Any], where: str) -> None:
+    for key in _UNSUPPORTED_PARAMETERS:
+        if key in parameters:
+            raise DecodeError(f"{where}: parameter {key!r} is not supported")
+
+
+def _tensor_header(raw: dict[str, Any], index: int) -> tuple[str, str, tuple[int, ...]]:
+    name = raw.get("name")
+    if not isinstance(name, str):
+        raise DecodeError(f"input #{index} needs a string 'name'")
+    datatype = raw.get("datatype")
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
+        raise DecodeError(f"input {name!r}: unsupported datatype {datatype!r}")
+    return name, datatype, _shape(raw.get("shape"), f"input {name!r}")
+
+
+def _shape(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or not all(type(d) is int and d >= 0 for d in value):
+        raise DecodeError(f"{where}: 'shape' must be a list of non-negative integers")
+    if len(value) > _MAX_DIMS:
+        raise DecodeError(f"{where}: 'shape' has more than {_MAX_DIMS} dimensions")
+    return tuple(value)
+
+
+def _flatten(data: Any, where: str) -> tuple[list[Any], frozenset[type]]:
+    """Flatten nested JSON lists row-major, returning the elements and their types."""
+    if not isinstance(data, list):
+        raise DecodeError(f"{where}: 'data' must be a list")
+    while True:
+        types = frozenset(map(type, data))
+        if list not in types:
+            return data, types
+        if len(types) != 1:
+            raise DecodeError(f"{where}: 'data' mixes nested lists and values")
+        data = list(chain.from_iterable(data))
+
+
+def _from_json(data: Any, datatype: str, shape: tuple[int, ...], name: str) -> npt.NDArray[Any]:
+    where = f"input {name!r}"
+    flat, types = _flatten(data, where)
+    count = math.prod(shape)
+    if len(flat) != count:
+        raise DecodeError(
+            f"{where}: shape {list(shape)} needs {count} elements, 'data' has {len(flat)}"
+        )
+    dtype = DATATYPES[datatype]
+    array = _json_array(flat, types, dtype, datatype, where)
+    return array.reshape(shape)
+
+
+def _json_array(
+    flat: list[Any], types: frozenset[type], dtype: np.dtype[Any], datatype: str, where: str
+) -> npt.NDArray[Any]:
+    kind = dtype.kind
+    if kind == "O":
+        if not types <= _JSON_TEXT_TYPES:
+            raise DecodeError(f"{where}: BYTES data must be strings")
+        array = np.empty(len(flat), dtype=object)
+        try:
+            array[:] = [s.encode() for s in flat]
+        except UnicodeEncodeError as exc:
+            raise DecodeError(f"{where}: a BYTES string is not valid Unicode") from exc
+        return array
+    if kind == "f":
+        if not types <= _JSON_FLOAT_TYPES:
+            raise DecodeError(f"{where}: {datatype} data must be numbers")
+        try:
+            wide = np.array(flat, dtype=np.float64)
+        except (OverflowError, ValueError, TypeError) as exc:
+            raise DecodeError(f"{where}: a value is out of range for {datatype}") from exc
+        with np.errstate(over="ignore"):
+            array = wide.astype(dtype)
+        if not np.isfinite(array).all():
+            raise DecodeError(f"{where}: a value is out of range for {datatype}")
+        return array
+    expected = _JSON_TYPES[kind]
+    if not types <= expected:
+        wanted = "booleans" if kind == "b" else "integers"
+        raise DecodeError(f"{where}: {datatype} data must be {wanted}")
+    if kind != "b" and flat:
+        info = np.iinfo(dtype)
+        if min(flat) < info.min or max(flat) > info.max:
+            raise DecodeError(
+                f"{where}: a value is out of range for {datatype} [{info.min}, {info.max}]"
+            )
+    return np.array(flat, dtype=dtype)
+
+
+def _from_binary(
+    view: memoryview, offset: int, size: int, datatype: str, shape: tuple[int, ...], name: str
+) -> npt.NDArray[Any]:
+    where = f"input {name!r}"
+    count = math.prod(shape)
+    dtype = DATATYPES[datatype]
+    if datatype == "BYTES":
+        return _bytes_elements(view, offset, size, count, where).reshape(shape)
+    if count * dtype.itemsize != size:
+        raise DecodeError(
+            f"{where}: shape {list(shape)} of {datatype} needs {count * dtype.itemsize} bytes, "
+            f"'binary_data_size' is {size}"
+        )
+    if count == 0:
+        array: npt.NDArray[Any] = np.empty(0, dtype=dtype)
+    else:
+        array = np.frombuffer(view, dtype=dtype, count=count, offset=offset)
+    if datatype == "BOOL" and count and array.view(np.uint8).max() > 1:
+        raise DecodeError(f"{where}: BOOL bytes must be 0 or 1")
+    array = array.reshape(shape)
+    # a writable body (bytearray) must not let the model change the caller's buffer
+    array.flags.writeable = False
+    return array
+
+
+def _bytes_elements(
+    view: memoryview, offset: int, size: int, count: int, where: str
+) -> npt.NDArray[Any]:
+    """Split length-prefixed BYTES elements; each is a 4-byte little-endian length."""
+    if count * _LENGTH.size > size:
+        raise DecodeError(f"{where}: {size} bytes cannot hold {count} BYTES elements")
+    end = offset + size
+    items = []
+    position = offset
+    unpack = _LENGTH.unpack_from
+    for _ in range(count):
+        if position + _LENGTH.size > end:
+            raise DecodeError(f"{where}: BYTES data ends inside an element's length")
+        (length,) = unpack(view, position)
+        position += _LENGTH.size
+        if length > end - position:
+            raise DecodeError(f"{where}: a BYTES element runs past 'binary_data_size'")
+        items.append(view[position : position + length].tobytes())
+        position += length
+    if position != end:
+        raise DecodeError(f"{where}: {end - position} bytes after the last BYTES element")
+    array = np.empty(count, dtype=object)
+    array[:] = items
+    return array
+
+
+def _requested_outputs(value: Any) -> tuple[RequestedOutput, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise DecodeError("'outputs' must be a list")
+    outputs = []
+    seen = set()
+    for index, raw in enumerate(value):
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            raise DecodeError(f"requested output #{index} needs a string 'name'")
+        name = raw["name"]
+        if name in seen:
+            raise DecodeError(f"output {name!r} is requested more than once")
+        seen.add(name)
+        parameters = _parameters(raw, f"output {name!r}")
+        _reject_unsupported(parameters, f"output {name!r}")
+        binary = parameters.get("binary_data")
+        if binary is not None and not isinstance(binary, bool):
+            raise DecodeError(f"output {name!r}: 'binary_data' must be a boolean")
+        outputs.append(RequestedOutput(name=name, binary_data=binary, parameters=parameters))
+    return tuple(outputs)
+
+
+# -- the request against the model's signature ----------------------------------------
+
+
+def inputs_for_predictor(
+    request: InferRequest, signature: Signature | None = None
+) -> npt.NDArray[Any] | dict[str, npt.NDArray[Any]]:
+    """
+    Shape a request's inputs for the model, checking names against its signature.
+
+    A model with one input gets the array itself; any other gets a mapping from
+    input name to array (in signature order when there is a signature). With a
+    signature, every declared input must be sent and no other, and every
+    requested output must be declared (when the signature declares outputs).
+    Datatypes and shapes are left to the service's validator
+    (:mod:`modeldeploy.validation`), which applies one policy to every protocol.
+
+    Args:
+        request: The decoded request.
+        signature: The model's signature, or ``None`` to accept any inputs.
+
+    Raises:
+        ValidationError: An input is missing or unexpected, or an output unknown;
+            the message names it.
+
+    .. versionadded:: 0.1.0
+    """
+    inputs = request.inputs
+    if signature is None:
+        if len(inputs) == 1:
+            return next(iter(inputs.values()))
+        return dict(inputs)
+    declared = [spec.name for spec in signature.inputs]
+    extra = [name for name in inputs if name not in declared]
+    if extra:
+        raise ValidationError(f"unexpected input {extra[0]!r}; the model takes {declared}")
+    missing = [name for name in declared if name not in inputs]
+    if missing:
+        raise ValidationError(f"missing input {missing[0]!r}; the model takes {declared}")
+    if signature.outputs:
+        known = [spec.name for spec in signature.outputs]
+        for output in request.outputs:
+            if output.name not in known:
+                raise ValidationError(f"unknown output {output.name!r}; the model has {known}")
+    if len(declared) == 1:
+        return inputs[declared[0]]
+    return {name: inputs[name] for name in declared}
+
+
+def _spec_datatype(spec: TensorSpec) -> str | None:
+    """Return the V2 datatype a TensorSpec demands, ``None`` for any."""
+    if spec.dtype == "object":
+        return None
+    if spec.dtype in ("bytes", "str"):
+        return "BYTES"
+    return dtype_to_datatype(spec.dtype)
+
+
+def outputs_from_prediction(
+    prediction: Any, signature: Signature | None = None
+) -> dict[str, npt.NDArray[Any]]:
+    """
+    Turn what a model returned into named output arrays.
+
+    A mapping keeps its names; any other value is the model's single output, named
+    after the signature's only output or ``"output0"``.
+
+    Args:
+        prediction: The model's return value for one request.
+        signature: The model's signature, for the name of a single output.
+
+    Raises:
+        EncodeError: A value cannot become a NumPy array of a V2 datatype.
+
+    .. versionadded:: 0.1.0
+    """
+    if not isinstance(prediction, Mapping):
+        name = DEFAULT_OUTPUT_NAME
+        if signature is not None and len(signature.outputs) == 1:
+            name = signature.outputs[0].name
+        prediction = {name: prediction}
+    return {str(name): _as_array(value, str(name)) for name, value in prediction.items()}
+
+
+def _as_array(value: Any, name: str) -> npt.NDArray[Any]:
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise EncodeError(f"output {name!r} is not an array") from exc
+
+
+# -- the response ----------------------------------------------------------------------
+
+
+def encode_infer_response(
+    outputs: Mapping[str, Any],
+    *,
+    model_name: str,
+    model_version: str | None = None,
+    id: str | None = None,  # the protocol's field name
+    requested: Sequence[RequestedOutput] = (),
+    binary_data_output: bool = False,
+    parameters: Mapping[str, Any] | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """
+    Encode a V2 inference response.
+
+    Outputs go as JSON tensors (flat, row-major) unless the request asked for
+    binary data, per output (``binary_data``) or for all (``binary_data_output``);
+    binary outputs follow the JSON in the order listed, and the headers then carry
+    ``Inference-Header-Content-Length``.
+
+    Args:
+        outputs: Output name to array (anything :func:`numpy.asarray` takes).
+        model_name: The model that answered.
+        model_version: Its version, or ``None`` to leave it out.
+        id: The request's ``id`` to echo, or ``None``.
+        requested: The request's requested outputs; empty sends every output.
+        binary_data_output: Binary form for outputs whose request does not say.
+        parameters: Response ``parameters``, or ``None``.
+
+    Returns:
+        The body, and the headers that go with it (``Content-Type`` and, with
+        binary outputs, ``Inference-Header-Content-Length``).
+
+    Raises:
+        ValidationError: A requested output is not among *outputs*.
+        EncodeError: An output has no V2 datatype, a float output sent as JSON is
+            NaN or infinite, or a BYTES output sent as JSON is not UTF-8.
+
+    .. versionadded:: 0.1.0
+    """
+    header: dict[str, Any] = {"model_name": model_name}
+    if model_version is not None:
+        header["model_version"] = model_version
+    if id is not None:
+        header["id"] = id
+    if parameters:
+        header["parameters"] = dict(parameters)
+    entries: list[dict[str, Any]] = []
+    buffers: list[bytes | memoryview] = []
+    for name, binary in _selected_outputs(outputs, requested, binary_data_output):
+        array = _as_array(outputs[name], name)
+        datatype = dtype_to_datatype(array.dtype)
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if binary:
+            raw = _to_binary(array, datatype, name)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            buffers.append(raw)
+        else:
+            entry["data"] = _to_json_data(array, datatype, name)
+        entries.append(entry)
+    header["outputs"] = entries
+    body = dumps_json(header)
+    if not buffers:
+        return body, {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(body))}
+    return b"".join([body, *buffers]), headers
+
+
+def _selected_outputs(
+    outputs: Mapping[str, Any], requested: Sequence[RequestedOutput], default: bool
+) -> Iterable[tuple[str, bool]]:
+    if not requested:
+        return [(name, default) for name in outputs]
+    selected = []
+    for output in requested:
+        if output.name not in outputs:
+            raise ValidationError(
+                f"unknown output {output.name!r}; the model has {sorted(outputs)}"
+            )
+        selected.append(
+            (output.name, default if output.binary_data is None else output.binary_data)
+        )
+    return selected
+
+
+def _to_binary(array: npt.NDArray[Any], datatype: str, name: str) -> bytes | memoryview:
+    if datatype == "BYTES":
+        parts = []
+        for item in _text_items(array, name):
+            if len(item) >= 2**32:
+                raise EncodeError(f"output {name!r} has a BYTES element over 4 GiB")
+            parts.append(_LENGTH.pack(len(item)))
+            parts.append(item)
+        return b"".join(parts)
+    little = np.ascontiguousarray(array, dtype=DATATYPES[datatype])
+    # a byte view: join() copies it into the body once, with no tobytes() copy first
+    return little.data.cast("B") if little.size else b""
+
+
+def _text_items(array: npt.NDArray[Any], name: str) -> list[bytes]:
+    items = []
+    for item in array.ravel().tolist():
+        if isinstance(item, bytes):
+            items.append(item)
+        elif isinstance(item, str):
+            items.append(item.encode("utf-8", "surrogatepass"))
+        else:
+            raise EncodeError(
+                f"output {name!r}: BYTES elements must be bytes or str, not {type(item).__name__}"
+            )
+    return items
+
+
+def _to_json_data(array: npt.NDArray[Any], datatype: str, name: str) -> Any:
+    if datatype == "BYTES":
+        try:
+            return [item.decode() for item in _text_items(array, name)]
+        except UnicodeDecodeError as exc:
+            raise EncodeError(
+                f"output {name!r} holds bytes that are not UTF-8; request it as binary_data"
+            ) from exc
+    flat = array.ravel()
+    if flat.dtype.kind == "f" and not np.isfinite(flat).all():
+        raise EncodeError(f"output {name!r} holds NaN or infinity; request it as binary_data")
+    if orjson is not None:
+        # orjson writes a contiguous native array directly, without Python floats
+        return np.ascontiguousarray(flat, dtype=flat.dtype.newbyteorder("="))
+    return flat.tolist()
+
+
+def dumps_json(obj: Any) -> bytes:
+    """
+    Encode a JSON body: orjson when installed (NumPy arrays included), else stdlib json.
+
+    Args:
+        obj: JSON-ready values; with orjson, NumPy arrays too.
+
+    Raises:
+        EncodeError: *obj* is not JSON-serializable.
+
+    .. versionadded:: 0.1.0
+    """
+    try:
+        if orjson is not None:
+            return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
+        raise EncodeError("the response is not JSON-serializable") from exc
+
+
+# -- metadata and errors ---------------------------------------------------------------
+
+
+def server_metadata(
+    name: str = "modeldeploy",
+    version: str = __version__,
+    extensions: Sequence[str] = EXTENSIONS,
+) -> dict[str, Any]:
+    """
+    Build the V2 server metadata body (``GET /v2``).
+
+    Args:
+        name: The server's name.
+        version: The server's version.
+        extensions: The protocol extensions served.
+
+    .. versionadded:: 0.1.0
+    """
+    return {"name": name, "version": version, "extensions": list(extensions)}
+
+
+def model_metadata(
+    name: str,
+    signature: Signature | None,
+    *,
+    versions: Sequence[str] = (),
+    platform: str = "modeldeploy",
+) -> dict[str, Any]:
+    """
+    Build the V2 model metadata body (``GET /v2/models/{name}``) from a signature.
+
+    Each tensor's ``datatype`` comes from its NumPy dtype name (``"object"``,
+    ``"bytes"`` and ``"str"`` are ``BYTES``) and its ``shape`` keeps ``-1`` for a
+    free dimension; a tensor of any shape is published as ``[-1]``.
+
+    Args:
+        name: The model's name.
+        signature: Its signature, or ``None`` for no declared tensors.
+        versions: The versions available.
+        platform: The framework or backend that runs the model.
+
+    Raises:
+        EncodeError: A signature dtype has no V2 datatype.
+
+    .. versionadded:: 0.1.0
+    """
+    specs_in = signature.inputs if signature is not None else ()
+    specs_out = signature.outputs if signature is not None else ()
+    return {
+        "name": name,
+        "versions": list(versions),
+        "platform": platform,
+        "inputs": [_tensor_metadata(spec) for spec in specs_in],
+        "outputs": [_tensor_metadata(spec) for spec in specs_out],
+    }
+
+
+def _tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "datatype": _spec_datatype(spec) or "BYTES",
+        "shape": list(spec.shape) if spec.shape is not None else [-1],
+    }
+
+
+def error_body(error: ModelDeployError) -> dict[str, str]:
+    """
+    Build the V2 error body, ``{"error": message}``, from a client-safe error.
+
+    .. versionadded:: 0.1.0
+    """
+    return {"error": error.message}
+
+
+# -- gRPC messages ---------------------------------------------------------------------
+# The protobuf module is imported on first use, so the HTTP codec works even where
+# the generated code's protobuf runtime is missing.
+
+# V2 datatype -> the InferTensorContents field that carries it (FP16 has none)
+_CONTENTS_FIELDS: Final = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+_ALL_CONTENTS_FIELDS: Final = frozenset(_CONTENTS_FIELDS.values())
+
+
+def _pb() -> ModuleType:
+    from ._proto.inference import grpc_service_pb2
+
+    return grpc_service_pb2
+
+
+def infer_request_from_grpc(message: pb.ModelInferRequest) -> InferRequest:
+    """
+    Decode a gRPC ``ModelInferRequest`` into an :class:`InferRequest`.
+
+    Tensors come from ``raw_input_contents`` (one entry per input, laid out as
+    binary tensors over HTTP, read without a copy) or from each input's typed
+    ``contents``.
+
+    Args:
+        message: The request message.
+
+    Raises:
+        DecodeError: The message breaks the protocol, with the same checks as
+            :func:`decode_infer_request`.
+
+    .. versionadded:: 0.1.0
+    """
+    raw = message.raw_input_contents
+    if raw and len(raw) != len(message.inputs):
+        raise DecodeError(
+            f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs"
+        )
+    inputs: dict[str, npt.NDArray[Any]] = {}
+    for index, tensor in enumerate(message.inputs):
+        name = tensor.name
+        if name in inputs:
+            raise DecodeError(f"input {name!r} appears more than once")
+        datatype = tensor.datatype
+        if datatype not in DATATYPES:
+            raise DecodeError(f"input {name!r}: unsupported datatype {datatype!r}")
+        shape = _shape(list(tensor.shape), f"input {name!r}")
+        parameters = _grpc_parameters(tensor.parameters)
+        _reject_unsupported(parameters, f"input {name!r}")
+        if raw:
+            if tensor.HasField("contents"):
+                raise DecodeError(f"input {name!r} has both contents and raw_input_contents")
+            data = memoryview(raw[index])
+            inputs[name] = _from_binary(data, 0, data.nbytes, datatype, shape, name)
+        else:
+            inputs[name] = _from_contents(tensor.contents, datatype, shape, name)
+    outputs = []
+    for output in message.outputs:
+        output_parameters = _grpc_parameters(output.parameters)
+        _reject_unsupported(output_parameters, f"output {output.name!r}")
+        outputs.append(RequestedOutput(name=output.name, parameters=output_parameters))
+    if len({output.name for output in outputs}) != len(outputs):
+        raise DecodeError("an output is requested more than once")
+    return InferRequest(
+        inputs=inputs,
+        id=message.id or None,
+        parameters=_grpc_parameters(message.parameters),
+        outputs=tuple(outputs),
+    )
+
+
+def _grpc_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    values = {}
+    for key, parameter in parameters.items():
+        choice = parameter.WhichOneof("parameter_choice")
+        values[key] = getattr(parameter, choice) if choice is not None else None
+    return values
+
+
+def _from_contents(
+    contents: Any, datatype: str, shape: tuple[int, ...], name: str
+) -> npt.NDArray[Any]:
+    where = f"input {name!r}"
+    field = _CONTENTS_FIELDS.get(datatype)
+    if field is None:
+        raise DecodeError(f"{where}: {datatype} travels only in raw_input_contents")
+    for other in _ALL_CONTENTS_FIELDS - {field}:
+        if len(getattr(contents, other)):
+            raise DecodeError(f"{where}: {datatype} data belongs in {field}, not {other}")
+    values = getattr(contents, field)
+    count = math.prod(shape)
+    if len(values) != count:
+        raise DecodeError(
+            f"{where}: shape {list(shape)} needs {count} elements, {field} has {len(values)}"
+        )
+    dtype = DATATYPES[datatype]
+    if datatype == "BYTES":
+        array = np.empty(count, dtype=object)
+        array[:] = list(values)
+        return array.reshape(shape)
+    items = list(values)
+    if dtype.kind in "iu" and items:
+        info = np.iinfo(dtype)
+        if min(items) < info.min or max(items) > info.max:
+            raise DecodeError(
+                f"{where}: a value is out of range for {datatype} [{info.min}, {info.max}]"
+            )
+    return np.array(items, dtype=dtype).reshape(shape)
+
+
+def infer_response_to_grpc(
+    outputs: Mapping[str, Any],
+    *,
+    model_name: str,
+    model_version: str | None = None,
+    id: str | None = None,  # the protocol's field name
+    requested: Sequence[RequestedOutput] = (),
+    parameters: Mapping[str, bool | int | float | str] | None = None,
+) -> pb.ModelInferResponse:
+    """
+    Build a gRPC ``ModelInferResponse``, every tensor in ``raw_output_contents``.
+
+    Raw contents carry every datatype (FP16 included) and cost one copy per
+    output; every V2 client reads them.
+
+    Args:
+        outputs: Output name to array.
+        model_name: The model that answered.
+        model_version: Its version, or ``None``.
+        id: The request's ``id`` to echo, or ``None``.
+        requested: The request's requested outputs; empty sends every output.
+        parameters: Response parameters, or ``None``.
+
+    Raises:
+        ValidationError: A requested output is not among *outputs*.
+        EncodeError: An output has no V2 datatype.
+
+    .. versionadded:: 0.1.0
+    """
+    response: pb.ModelInferResponse = _pb().ModelInferResponse(
+        model_name=model_name, model_version=model_version or "", id=id or ""
+    )
+    for key, value in (parameters or {}).items():
+        _set_parameter(response.parameters[key], value)
+    for name, _binary in _selected_outputs(outputs, requested, True):
+        array = _as_array(outputs[name], name)
+        datatype = dtype_to_datatype(array.dtype)
+        response.outputs.add(name=name, datatype=datatype, shape=array.shape)
+        response.raw_output_contents.append(bytes(_to_binary(array, datatype, name)))
+    return response
+
+
+def _set_parameter(parameter: Any, value: bool | int | float | str) -> None:
+    if isinstance(value, bool):
+        parameter.bool_param = value
+    elif isinstance(value, int):
+        if value >= 2**63:
+            parameter.uint64_param = value
+        else:
+            parameter.int64_param = value
+    elif isinstance(value, float):
+        parameter.double_param = value
+    else:
+        parameter.string_param = str(value)
+
+
+def server_metadata_to_grpc(metadata: Mapping[str, Any]) -> pb.ServerMetadataResponse:
+    """
+    Turn a :func:`server_metadata` body into a gRPC ``ServerMetadataResponse``.
+
+    .. versionadded:: 0.1.0
+    """
+    response: pb.ServerMetadataResponse = _pb().ServerMetadataResponse(
+        name=metadata["name"], version=metadata["version"], extensions=metadata["extensions"]
+    )
+    return response
+
+
+def model_metadata_to_grpc(metadata: Mapping[str, Any]) -> pb.ModelMetadataResponse:
+    """
+    Turn a :func:`model_metadata` body into a gRPC ``ModelMetadataResponse``.
+
+    .. versionadded:: 0.1.0
+    """
+    messages = _pb()
+    tensor = messages.ModelMetadataResponse.TensorMetadata
+    response: pb.ModelMetadataResponse = messages.ModelMetadataResponse(
+        name=metadata["name"],
+        versions=metadata["versions"],
+        platform=metadata["platform"],
+        inputs=[tensor(**spec) for spec in metadata["inputs"]],
+        outputs=[tensor(**spec) for spec in metadata["outputs"]],
+    )
+    return response
