@@ -1,0 +1,65 @@
+"""Predictors made from an object with ``load()`` and ``predict()``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from modeldeploy.messages import Signature
+
+from ._base import Hook, PredictorBase, default_name, split_outputs
+
+__all__: list[str] = []
+
+
+class _ObjectPredictor(PredictorBase):
+    """
+    A predictor around a user's model class; built by :func:`modeldeploy.predictor`.
+
+    ``load()`` calls the object's ``load()`` once (a failed load is retried by
+    the next call). ``predict`` calls the object's *method* with the whole
+    batch, as the :class:`~modeldeploy.Predictor` protocol does, or once per
+    item with ``batched=False``. The object's own ``name``, ``version`` and
+    ``signature`` attributes are used when present and not overridden.
+    """
+
+    def __init__(
+        self,
+        obj: Any,
+        *,
+        method: str,
+        batched: bool,
+        signature: Signature | None,
+        preprocess: Hook | None,
+        postprocess: Hook | None,
+        name: str | None,
+        version: str | None,
+    ) -> None:
+        if name is None:
+            own_name = getattr(obj, "name", None)
+            name = own_name if isinstance(own_name, str) else default_name(obj)
+        if version is None:
+            own_version = getattr(obj, "version", None)
+            version = own_version if isinstance(own_version, str) else None
+        if signature is None:
+            own_signature = getattr(obj, "signature", None)
+            signature = own_signature if isinstance(own_signature, Signature) else None
+        super().__init__(
+            name=name,
+            version=version,
+            signature=signature,
+            batched=batched,
+            preprocess=preprocess,
+            postprocess=postprocess,
+        )
+        self._obj = obj
+        self._method = getattr(obj, method)
+
+    def _load(self) -> None:
+        self._obj.load()
+
+    def _predict_batch(self, batch: Sequence[Any]) -> Sequence[Any]:
+        method = self._method
+        if self.batched:
+            return split_outputs(method(batch), len(batch), self.name)
+        return [method(item) for item in batch]
