@@ -50,3 +50,37 @@ def nan_equal(a: object, b: object) -> bool:
         assert isinstance(b, (list, tuple))
         return len(a) == len(b) and all(nan_equal(x, y) for x, y in zip(a, b))
     return a == b
+
+
+# monitor events: few distinct label values, so label sets repeat within one example
+from modeldeploy.events import BatchExecuted, RequestFinished  # noqa: E402
+
+model_names = st.sampled_from(["iris", "mlp", "resnet"])
+version_names = st.sampled_from(["1", "2"])
+outcome_codes = st.sampled_from(["ok", "ok", "decode_error", "prediction_error", "overloaded"])
+durations = st.floats(min_value=0.0, max_value=20.0, allow_nan=False)
+
+
+@st.composite
+def finished_requests(draw: st.DrawFn) -> RequestFinished:
+    """A RequestFinished with a bounded model, version and code (no error attached)."""
+    code = draw(outcome_codes)
+    return RequestFinished(
+        model=draw(model_names),
+        version=draw(version_names),
+        request_id=draw(st.uuids()).hex,
+        outcome="ok" if code == "ok" else "error",
+        code=code,
+        latency_s=draw(durations),
+    )
+
+
+batches_executed = st.builds(
+    BatchExecuted,
+    model=model_names,
+    version=version_names,
+    size=st.integers(1, 2000),
+    queue_wait_s=durations,
+    compute_s=durations,
+)
+

@@ -145,8 +145,9 @@ class _Metrics:
 
         collectors: tuple[Collector, ...] = (
             self.requests, self.duration, self.inflight, self.model_info, self.load_seconds,
-            self.batch_size, self.queue_wait, self.compute, self.monitor_errors,
-            self.queue_depth,
+            self.batch_size, self.queue_wait, self.compute,
+            # before monitor_errors: a depth callable that raises counts in this scrape
+            self.queue_depth, self.monitor_errors,
         )  # fmt: skip
         registered: list[Collector] = []
         try:

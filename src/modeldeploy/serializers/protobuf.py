@@ -29,9 +29,10 @@ from typing import Any
 
 from google.protobuf.message import DecodeError as _WireError
 
-from .._proto import value_pb2
-from ..errors import DecodeError, EncodeError
-from ..negotiation import BUILTIN_MEDIA_TYPES
+from modeldeploy._proto import value_pb2
+from modeldeploy.errors import DecodeError, EncodeError
+from modeldeploy.negotiation import BUILTIN_MEDIA_TYPES
+
 from ._base import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, check_size, numpy_or_none
 
 __all__ = ["PARSER_DEPTH_LIMIT", "Protobuf"]

@@ -1,0 +1,442 @@
+"""PrometheusMonitor: values read back through prometheus_client's own parsers."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import threading
+from collections import Counter as Tally
+from collections.abc import Iterable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
+from prometheus_client.openmetrics import exposition as om_exposition
+from prometheus_client.openmetrics import parser as om_parser
+from prometheus_client.parser import text_string_to_metric_families
+
+from modeldeploy.events import BatchExecuted, ModelLoaded, RequestFinished, RequestStarted
+from modeldeploy.interfaces import Monitor
+from modeldeploy.monitors import (
+    BATCH_SIZE_BUCKETS,
+    LATENCY_BUCKETS,
+    CompositeMonitor,
+    MonitorFailed,
+    PrometheusMonitor,
+)
+from tests import strategies
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(registry: CollectorRegistry) -> Samples:
+    """Every sample of the text exposition, keyed by (name, sorted labels)."""
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def started(model: str = "iris", version: str = "1", request_id: str = "r") -> RequestStarted:
+    return RequestStarted(model=model, version=version, request_id=request_id)
+
+
+def finished(
+    model: str = "iris", version: str = "1", code: str = "ok", latency_s: float = 0.002
+) -> RequestFinished:
+    return RequestFinished(
+        model=model,
+        version=version,
+        request_id="r",
+        outcome="ok" if code == "ok" else "error",
+        code=code,
+        latency_s=latency_s,
+    )
+
+
+def request(monitor: PrometheusMonitor, **kwargs: object) -> None:
+    event = finished(**kwargs)  # type: ignore[arg-type]
+    monitor.on_request_start(started(event.model, event.version))
+    monitor.on_request_end(event)
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def monitor(registry: CollectorRegistry) -> PrometheusMonitor:
+    return PrometheusMonitor(registry)
+
+
+class TestImport:
+    def test_importing_creates_no_metric_and_configures_no_logging(self) -> None:
+        code = (
+            "import prometheus_client, structlog\n"
+            "before = {m.name for m in prometheus_client.REGISTRY.collect()}\n"
+            "import modeldeploy, modeldeploy.monitors\n"
+            "after = {m.name for m in prometheus_client.REGISTRY.collect()}\n"
+            "assert after == before, after - before\n"
+            "assert not structlog.is_configured()\n"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True)
+
+    def test_fits_the_monitor_protocol(self, monitor: PrometheusMonitor) -> None:
+        assert isinstance(monitor, Monitor)
+
+
+class TestRequests:
+    def test_counts_by_code_and_returns_inflight_to_zero(
+        self, registry: CollectorRegistry, monitor: PrometheusMonitor
+    ) -> None:
+        for _ in range(3):
+            request(monitor)
+        request(monitor, code="decode_error")
+        request(monitor, version="2", code="prediction_error")
+
+        samples = scrape(registry)
+        total = "modeldeploy_requests_total"
+        assert value(samples, total, model="iris", version="1", code="ok") == 3
+        assert value(samples, total, model="iris", version="1", code="decode_error") == 1
+        assert value(samples, total, model="iris", version="2", code="prediction_error") == 1
+        assert value(samples, total, model="iris", version="2", code="ok") is None
+        inflight = "modeldeploy_inflight_requests"
+        assert value(samples, inflight, model="iris", version="1") == 0
+        assert value(samples, inflight, model="iris", version="2") == 0
+
+    def test_inflight_counts_started_not_finished(
+        self, registry: CollectorRegistry, monitor: PrometheusMonitor
+    ) -> None:
+        for _ in range(3):
+            monitor.on_request_start(started())
+        monitor.on_request_end(finished())
+        samples = scrape(registry)
+        assert value(samples, "modeldeploy_inflight_requests", model="iris", version="1") == 2
+
+    def test_duration_histogram_has_latency_buckets_count_and_sum(
+        self, registry: CollectorRegistry, monitor: PrometheusMonitor
+    ) -> None:
+        latencies = [0.00005, 0.0001, 0.003, 0.7, 30.0]
+        for latency in latencies:
+            request(monitor, latency_s=latency)
+
+        samples = scrape(registry)
+        name = "modeldeploy_request_duration_seconds"
+        labels = {"model": "iris", "version": "1"}
+        assert value(samples, f"{name}_count", **labels) == 5
+        assert value(samples, f"{name}_sum", **labels) == pytest.approx(sum(latencies))
+        buckets = {
+            float(dict(key)["le"]): v
+            for (sample, key), v in samples.items()
+            if sample == f"{name}_bucket"
+        }
+        assert list(buckets) == [*LATENCY_BUCKETS, math.inf]
+        # cumulative: le is inclusive, 30 s lands only in +Inf
+        assert buckets[0.0001] == 2
+        assert buckets[0.0025] == 2
+        assert buckets[0.005] == 3
+        assert buckets[1.0] == 4
+        assert buckets[10.0] == 4
+        assert buckets[math.inf] == 5
+
+    def test_custom_buckets_and_namespace(self, registry: CollectorRegistry) -> None:
+        monitor = PrometheusMonitor(registry, namespace="shop", buckets=[0.1, 1])
+        request(monitor, latency_s=0.5)
+        samples = scrape(registry)
+        name = "shop_request_duration_seconds_bucket"
+        assert value(samples, name, model="iris", version="1", le="0.1") == 0
+        assert value(samples, name, model="iris", version="1", le="1.0") == 1
+        assert value(samples, "shop_requests_total", model="iris", version="1", code="ok") == 1
+
+    @given(st.lists(strategies.finished_requests(), max_size=60))
+    def test_counters_equal_the_counts_of_a_random_sequence(
+        self, events: list[RequestFinished]
+    ) -> None:
+        registry = CollectorRegistry()
+        monitor = PrometheusMonitor(registry)
+        for event in events:
+            monitor.on_request_start(started(event.model, event.version))
+        for event in events:
+            monitor.on_request_end(event)
+
+        samples = scrape(registry)
+        by_code = Tally((e.model, e.version, e.code) for e in events)
+        for (model, version, code), count in by_code.items():
+            total = "modeldeploy_requests_total"
+            assert value(samples, total, model=model, version=version, code=code) == count
+        n_total = sum(v for (name, _), v in samples.items() if name.endswith("requests_total"))
+        assert n_total == len(events)
+        for model, version in {(e.model, e.version) for e in events}:
+            mine = [e.latency_s for e in events if (e.model, e.version) == (model, version)]
+            name = "modeldeploy_request_duration_seconds"
+            assert value(samples, f"{name}_count", model=model, version=version) == len(mine)
+            assert value(samples, f"{name}_sum", model=model, version=version) == pytest.approx(
+                sum(mine)
+            )
+            inflight = "modeldeploy_inflight_requests"
+            assert value(samples, inflight, model=model, version=version) == 0
+
+    def test_concurrent_requests_lose_no_update(
+        self, registry: CollectorRegistry, monitor: PrometheusMonitor
+    ) -> None:
+        threads, per_thread = 8, 500
+        barrier = threading.Barrier(threads)
+
+        def work(i: int) -> None:
+            barrier.wait()
+            for _ in range(per_thread):
+                request(monitor, version=str(i % 2))
+
+        pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        samples = scrape(registry)
+        for version in ("0", "1"):
+            labels = {"model": "iris", "version": version}
+            expected = threads // 2 * per_thread
+            assert value(samples, "modeldeploy_requests_total", code="ok", **labels) == expected
+            assert value(samples, "modeldeploy_inflight_requests", **labels) == 0
+
+
+class TestQueueDepth:
+    def test_reads_the_callable_at_every_scrape(
+        self, registry: CollectorRegistry, monitor: PrometheusMonitor
+    ) -> None:
+        queue: list[int] = []
+        monitor.track_queue("iris", queue.__len__)
+        assert value(scrape(registry), "modeldeploy_queue_depth", model="iris") == 0
+        queue.extend([1, 2, 3])
+        assert value(scrape(registry), "modeldeploy_queue_depth", model="iris") == 3
+
+    def test_tracking_again_replaces_and_untrack_removes(
+        self, registry: CollectorRegistry, monitor: PrometheusMonitor
+    ) -> None:
+        monitor.track_queue("iris", lambda: 1)
+        monitor.track_queue("iris", lambda: 7)
+        monitor.track_queue("mlp", lambda: 2)
+        samples = scrape(registry)
+        assert value(samples, "modeldeploy_queue_depth", model="iris") == 7
+        assert value(samples, "modeldeploy_queue_depth", model="mlp") == 2
+        monitor.untrack_queue("iris")
+        monitor.untrack_queue("never-tracked")
+        samples = scrape(registry)
+        assert value(samples, "modeldeploy_queue_depth", model="iris") is None
+        assert value(samples, "modeldeploy_queue_depth", model="mlp") == 2
+
+    def test_a_raising_callable_is_left_out_and_counted(
+        self, registry: CollectorRegistry, monitor: PrometheusMonitor
+    ) -> None:
+        def broken() -> int:
+            raise RuntimeError("queue gone")
+
+        monitor.track_queue("iris", broken)
+        monitor.track_queue("mlp", lambda: 4)
+        samples = scrape(registry)
+        assert value(samples, "modeldeploy_queue_depth", model="iris") is None
+        assert value(samples, "modeldeploy_queue_depth", model="mlp") == 4
+        errors = "modeldeploy_monitor_errors_total"
+        assert value(samples, errors, monitor="PrometheusMonitor") == 1
+
+
+class TestModelInfo:
+    def test_switches_to_the_new_version_on_swap(
+        self, registry: CollectorRegistry, monitor: PrometheusMonitor
+    ) -> None:
+        monitor.on_model_loaded(ModelLoaded(model="iris", version="1", load_s=0.5))
+        monitor.on_model_loaded(ModelLoaded(model="mlp", version="7", load_s=0.25))
+        samples = scrape(registry)
+        assert value(samples, "modeldeploy_model_info", model="iris", version="1") == 1
+        assert value(samples, "modeldeploy_model_load_seconds", model="iris") == 0.5
+
+        monitor.on_model_loaded(ModelLoaded(model="iris", version="2", load_s=1.5))
+        samples = scrape(registry)
+        assert value(samples, "modeldeploy_model_info", model="iris", version="1") is None
+        assert value(samples, "modeldeploy_model_info", model="iris", version="2") == 1
+        assert value(samples, "modeldeploy_model_info", model="mlp", version="7") == 1
+        assert value(samples, "modeldeploy_model_load_seconds", model="iris") == 1.5
+
+        # a reload of the same version keeps its one series
+        monitor.on_model_loaded(ModelLoaded(model="iris", version="2", load_s=1.0))
+        info = [k for k in scrape(registry) if k[0] == "modeldeploy_model_info"]
+        assert sorted(info) == [
+            ("modeldeploy_model_info", (("model", "iris"), ("version", "2"))),
+            ("modeldeploy_model_info", (("model", "mlp"), ("version", "7"))),
+        ]
+
+
+class TestBatches:
+    def test_observes_size_wait_and_compute(
+        self, registry: CollectorRegistry, monitor: PrometheusMonitor
+    ) -> None:
+        for size in (1, 3, 64, 2000):
+            monitor.on_batch(
+                BatchExecuted(
+                    model="mlp", version="1", size=size, queue_wait_s=0.001, compute_s=0.01
+                )
+            )
+        samples = scrape(registry)
+        size_buckets = {
+            float(dict(key)["le"]): v
+            for (name, key), v in samples.items()
+            if name == "modeldeploy_batch_size_bucket"
+        }
+        assert list(size_buckets) == [*BATCH_SIZE_BUCKETS, math.inf]
+        assert size_buckets[1.0] == 1
+        assert size_buckets[2.0] == 1
+        assert size_buckets[4.0] == 2
+        assert size_buckets[64.0] == 3
+        assert size_buckets[1024.0] == 3
+        assert size_buckets[math.inf] == 4
+        assert value(samples, "modeldeploy_batch_size_sum", model="mlp") == 2068
+        assert value(samples, "modeldeploy_queue_wait_seconds_count", model="mlp") == 4
+        assert value(samples, "modeldeploy_queue_wait_seconds_sum", model="mlp") == pytest.approx(
+            0.004
+        )
+        assert value(samples, "modeldeploy_batch_compute_seconds_count", model="mlp") == 4
+        assert value(
+            samples, "modeldeploy_batch_compute_seconds_sum", model="mlp"
+        ) == pytest.approx(0.04)
+
+    @given(st.lists(strategies.batches_executed, max_size=40))
+    def test_histograms_count_every_batch(self, batches: list[BatchExecuted]) -> None:
+        registry = CollectorRegistry()
+        monitor = PrometheusMonitor(registry)
+        for batch in batches:
+            monitor.on_batch(batch)
+        samples = scrape(registry)
+        for model in {b.model for b in batches}:
+            mine = [b for b in batches if b.model == model]
+            assert value(samples, "modeldeploy_batch_size_count", model=model) == len(mine)
+            assert value(samples, "modeldeploy_batch_size_sum", model=model) == sum(
+                b.size for b in mine
+            )
+            assert value(
+                samples, "modeldeploy_batch_compute_seconds_sum", model=model
+            ) == pytest.approx(sum(b.compute_s for b in mine))
+
+
+class TestMonitorErrors:
+    def test_on_monitor_error_counts_by_monitor(
+        self, registry: CollectorRegistry, monitor: PrometheusMonitor
+    ) -> None:
+        for name in ("LogMonitor", "LogMonitor", "Custom"):
+            monitor.on_monitor_error(MonitorFailed(name, "on_request_end", RuntimeError()))
+        samples = scrape(registry)
+        errors = "modeldeploy_monitor_errors_total"
+        assert value(samples, errors, monitor="LogMonitor") == 2
+        assert value(samples, errors, monitor="Custom") == 1
+
+    def test_its_own_failure_is_counted_through_a_composite(
+        self, registry: CollectorRegistry, monitor: PrometheusMonitor
+    ) -> None:
+        composite = CompositeMonitor([monitor])
+        bad = RequestFinished(
+            model="iris", version="1", request_id="r", outcome="ok", code="ok",
+            latency_s="slow",  # type: ignore[arg-type]
+        )  # fmt: skip
+        composite.on_request_end(bad)
+        samples = scrape(registry)
+        errors = "modeldeploy_monitor_errors_total"
+        assert value(samples, errors, monitor="PrometheusMonitor") == 1
+        assert composite.errors == {"PrometheusMonitor": 1}
+
+
+class TestRegistration:
+    def test_two_monitors_on_one_registry_share_the_metrics(
+        self, registry: CollectorRegistry
+    ) -> None:
+        first, second = PrometheusMonitor(registry), PrometheusMonitor(registry)
+        request(first)
+        request(second)
+        first.track_queue("iris", lambda: 5)
+        samples = scrape(registry)
+        total = "modeldeploy_requests_total"
+        assert value(samples, total, model="iris", version="1", code="ok") == 2
+        assert value(samples, "modeldeploy_queue_depth", model="iris") == 5
+
+    def test_other_buckets_on_the_same_registry_raise_a_clear_error(
+        self, registry: CollectorRegistry
+    ) -> None:
+        PrometheusMonitor(registry)
+        with pytest.raises(ValueError, match="other buckets"):
+            PrometheusMonitor(registry, buckets=[1, 2])
+        PrometheusMonitor(registry, namespace="other", buckets=[1, 2])
+
+    def test_a_foreign_metric_of_the_same_name_raises_and_leaves_the_registry_clean(
+        self, registry: CollectorRegistry
+    ) -> None:
+        Counter("modeldeploy_monitor_errors", "someone else's", registry=registry)
+        with pytest.raises(ValueError, match="something other than a PrometheusMonitor"):
+            PrometheusMonitor(registry)
+        names = {family.name for family in registry.collect()}
+        assert names == {"modeldeploy_monitor_errors"}
+        PrometheusMonitor(registry, namespace="app")
+
+    def test_default_registry(self) -> None:
+        # a namespace of its own: the default registry lives as long as the process
+        first = PrometheusMonitor(namespace="modeldeploy_test_default")
+        second = PrometheusMonitor(namespace="modeldeploy_test_default")
+        assert first.registry is REGISTRY
+        request(first)
+        request(second)
+        samples = scrape(REGISTRY)
+        total = "modeldeploy_test_default_requests_total"
+        assert value(samples, total, model="iris", version="1", code="ok") == 2
+
+
+class TestExposition:
+    def families(self, registry: CollectorRegistry) -> Iterable[om_parser.Metric]:
+        text = om_exposition.generate_latest(registry).decode()
+        return om_parser.text_string_to_metric_families(text)
+
+    def test_openmetrics_types_units_and_values(
+        self, registry: CollectorRegistry, monitor: PrometheusMonitor
+    ) -> None:
+        request(monitor, latency_s=0.02)
+        request(monitor, code="overloaded", latency_s=0.0001)
+        monitor.on_batch(BatchExecuted("iris", "1", size=8, queue_wait_s=0.001, compute_s=0.01))
+        monitor.on_model_loaded(ModelLoaded("iris", "1", load_s=2.0))
+        monitor.track_queue("iris", lambda: 3)
+
+        families = {f.name: f for f in self.families(registry)}
+        expected = {
+            "modeldeploy_requests": ("counter", ""),
+            "modeldeploy_request_duration_seconds": ("histogram", "seconds"),
+            "modeldeploy_inflight_requests": ("gauge", ""),
+            "modeldeploy_queue_depth": ("gauge", ""),
+            "modeldeploy_model_info": ("gauge", ""),
+            "modeldeploy_model_load_seconds": ("gauge", "seconds"),
+            "modeldeploy_batch_size": ("histogram", ""),
+            "modeldeploy_queue_wait_seconds": ("histogram", "seconds"),
+            "modeldeploy_batch_compute_seconds": ("histogram", "seconds"),
+            "modeldeploy_monitor_errors": ("counter", ""),
+        }
+        assert {name: (f.type, f.unit) for name, f in families.items()} == expected
+        for family in families.values():
+            assert family.documentation
+
+        ok = [
+            s.value
+            for s in families["modeldeploy_requests"].samples
+            if s.name == "modeldeploy_requests_total" and s.labels["code"] == "ok"
+        ]
+        assert ok == [1]
+        counts = [
+            s.value
+            for s in families["modeldeploy_request_duration_seconds"].samples
+            if s.name.endswith("_count")
+        ]
+        assert counts == [2]
+        depth = families["modeldeploy_queue_depth"].samples
+        assert [(s.labels, s.value) for s in depth] == [({"model": "iris"}, 3)]
