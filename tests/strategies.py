@@ -84,3 +84,45 @@ batches_executed = st.builds(
     compute_s=durations,
 )
 
+
+# the data model every serializer backend round-trips (tests/serializers/test_contract.py)
+common_values = st.recursive(
+    st.none() | st.booleans() | int64 | finite_floats | text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=16,
+)
+
+# protobuf: ints across int64 and uint64, every float, bytes, str-keyed maps, arrays
+uint64_ints = st.integers(-(2**63), 2**64 - 1)
+protobuf_values = st.recursive(
+    st.none() | st.booleans() | uint64_ints | any_floats | text | st.binary() | arrays(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=16,
+)
+
+
+# V2 tensors (modeldeploy.v2): every V2 datatype, BYTES as object arrays of bytes
+v2_dtypes = numeric_dtypes | st.just("bytes")
+v2_shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)
+
+
+@st.composite
+def v2_tensors(draw: st.DrawFn, *, json_safe: bool = False) -> np.ndarray:
+    """
+    An array of any V2 datatype and shape (empty and 0-d included).
+
+    With ``json_safe``, only what the JSON form carries: finite floats, UTF-8 BYTES.
+    """
+    dtype_name = draw(v2_dtypes)
+    shape = draw(v2_shapes)
+    if dtype_name == "bytes":
+        element = st.text(max_size=6).map(str.encode) if json_safe else st.binary(max_size=6)
+        items = draw(st.lists(element, min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
+        array = np.empty(len(items), dtype=object)
+        array[:] = items
+        return array.reshape(shape)
+    dtype = np.dtype(dtype_name)
+    elements = None
+    if json_safe and dtype.kind == "f":
+        elements = st.floats(allow_nan=False, allow_infinity=False, width=8 * dtype.itemsize)
+    return draw(hnp.arrays(dtype, shape, elements=elements))
