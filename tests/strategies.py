@@ -126,3 +126,32 @@ def v2_tensors(draw: st.DrawFn, *, json_safe: bool = False) -> np.ndarray:
     if json_safe and dtype.kind == "f":
         elements = st.floats(allow_nan=False, allow_infinity=False, width=8 * dtype.itemsize)
     return draw(hnp.arrays(dtype, shape, elements=elements))
+
+
+# validation: tensor specs over numeric dtypes, shapes that fit them, signatures
+from modeldeploy.messages import Signature, TensorSpec  # noqa: E402
+
+input_names = st.text(min_size=1, max_size=8)
+spec_shapes = st.none() | st.lists(st.integers(-1, 3), max_size=3).map(tuple)
+
+
+@st.composite
+def tensor_specs(draw: st.DrawFn, dtypes: st.SearchStrategy[str] = numeric_dtypes) -> TensorSpec:
+    """A TensorSpec of a numeric dtype; its shape may be None or hold -1 (free) dims."""
+    return TensorSpec(draw(input_names), draw(dtypes), draw(spec_shapes))
+
+
+@st.composite
+def fitting_shapes(draw: st.DrawFn, shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    """A concrete shape that fits a spec's *shape* (any shape for None)."""
+    if shape is None:
+        return draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3))
+    return tuple(draw(st.integers(0, 3)) if d == -1 else d for d in shape)
+
+
+@st.composite
+def signatures(draw: st.DrawFn, min_inputs: int = 1, max_inputs: int = 4) -> Signature:
+    """A Signature of numeric inputs with distinct names."""
+    names = draw(st.lists(input_names, min_size=min_inputs, max_size=max_inputs, unique=True))
+    specs = [TensorSpec(n, draw(numeric_dtypes), draw(spec_shapes)) for n in names]
+    return Signature(specs)

@@ -17,10 +17,12 @@ The rules, for one item (shapes leave out the batch axis):
   the value becomes a NumPy array of the declared dtype. An array of that dtype
   passes without a copy; anything else goes through ``np.asarray`` and is cast
   when ``np.can_cast(src, dst, "same_kind")`` allows it: ints and bools widen
-  to floats, ``float64`` (JSON numbers) narrows to ``float32``. A narrowing
-  cast must keep every value: an integer out of the target's range, or a
-  finite float that would overflow to infinity, is refused. Floats never
-  become ints, numbers never become bools, strings never become numbers.
+  to floats, ``float64`` (JSON numbers) narrows to ``float32``; and between
+  integer dtypes of either signedness (JSON integers are ``int64``, an image
+  input is ``uint8``). A narrowing cast must keep every value: an integer out
+  of the target's range, or a finite float that would overflow to infinity,
+  is refused. Floats never become ints, numbers never become bools, strings
+  never become numbers.
 * **``"str"`` / ``"bytes"``**: a Python ``str`` (``bytes``) for a scalar
   input, or an array or nested list of them, which becomes an object array
   (arrays of NumPy kind ``U`` / ``S`` pass as they are).
@@ -150,14 +152,16 @@ def _names_text(names: list[str]) -> str:
 
 def _check_names(value: Mapping[Any, Any], names: list[str]) -> None:
     """Raise the ValidationError that says how *value*'s keys differ from *names*."""
+    problems = []
     missing = [n for n in names if n not in value]
-    expected = _names_text(names)
     if missing:
         label = "input" if len(missing) == 1 else "inputs"
-        raise ValidationError(f"missing {label} {_names_text(missing)}; expected {expected}")
+        problems.append(f"missing {label} {_names_text(missing)}")
     known = set(names)
-    extra = next(k for k in value if k not in known)
-    raise ValidationError(f"unexpected input {_client_name(extra)}; expected {expected}")
+    extra = next((k for k in value if k not in known), None)
+    if extra is not None:
+        problems.append(f"unexpected input {_client_name(extra)}")
+    raise ValidationError(f"{'; '.join(problems)}; expected {_names_text(names)}")
 
 
 def _one_input(spec: TensorSpec, check: Validator) -> Validator:
@@ -254,8 +258,11 @@ def _compile_numeric(spec: TensorSpec, target: np.dtype[Any]) -> Validator:
     def plan_for(src: np.dtype[Any]) -> int:
         if npy.can_cast(src, target, "safe"):
             plan = _SAFE
+        elif int_range is not None and src.kind in "iu":
+            # across signedness too: JSON integers arrive as int64 for uint8 inputs
+            plan = _NARROW_INT
         elif src.kind in _NUMERIC_KINDS and npy.can_cast(src, target, "same_kind"):
-            plan = _NARROW_INT if int_range is not None and src.kind in "iu" else _NARROW
+            plan = _NARROW
         else:
             plan = _REFUSE
         if len(plans) < _MAX_PLANS:

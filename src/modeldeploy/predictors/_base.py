@@ -128,6 +128,16 @@ class PredictorBase:
     def _load(self) -> None:
         """Do the work of :meth:`load`; nothing by default."""
 
+    # replicas are deep copies of one predictor, and a lock cannot be copied
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_load_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._load_lock = threading.Lock()
+
     def predict(self, batch: Sequence[Any], /) -> Sequence[Any]:
         """
         Return one output per item of *batch*, in order.

@@ -57,7 +57,8 @@ class _SklearnPredictor(PredictorBase):
             preprocess=preprocess,
             postprocess=postprocess,
         )
-        self._np = importlib.import_module("numpy")
+        # the function, not the module: a module cannot be deep-copied
+        self._asarray = importlib.import_module("numpy").asarray
         self._model = model
         self._method = getattr(model, method)
 
@@ -76,7 +77,7 @@ class _SklearnPredictor(PredictorBase):
             raise ModelLoadError("model is not fitted") from exc
 
     def _predict_batch(self, batch: Sequence[Any]) -> Sequence[Any]:
-        asarray = self._np.asarray
+        asarray = self._asarray
         method = self._method
         if self.batched:
             return split_outputs(method(asarray(batch)), len(batch), self.name)
