@@ -1,0 +1,318 @@
+"""
+msgpack serializer with NumPy arrays that decode without a copy.
+
+A value without arrays is plain msgpack. A value holding arrays is one msgpack
+ext object (the *frame*) whose payload carries the msgpack document, with each
+array replaced by a small reference, followed by the arrays' raw bytes at
+64-byte aligned offsets. ``loads`` maps every array onto the input buffer with
+``np.frombuffer``: msgpack's own ext hook receives a copied ``bytes`` object,
+which would cost a memcpy per array, so array bytes never pass through it.
+The format is described in ``docs/serializers/msgpack.md``.
+"""
+
+from __future__ import annotations
+
+import struct
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import msgpack
+
+from modeldeploy.errors import DecodeError, EncodeError, ModelDeployError
+from modeldeploy.negotiation import BUILTIN_MEDIA_TYPES
+
+from ._base import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, check_size, numpy_or_none
+
+__all__ = ["ALIGNMENT", "FRAME_EXT", "NDARRAY_EXT", "SCALAR_EXT", "MsgPack"]
+
+FRAME_EXT = 0x46
+"""Ext type code (``'F'``) of the frame that holds a document and array bytes."""
+
+NDARRAY_EXT = 0x4E
+"""Ext type code (``'N'``) of an array reference inside a frame's document."""
+
+SCALAR_EXT = 0x53
+"""Ext type code (``'S'``) of a NumPy scalar: dtype string and raw bytes."""
+
+ALIGNMENT = 64
+"""Array bytes start at a multiple of this many bytes from the start of the body."""
+
+# dtype kinds whose values are plain bytes: bool, ints, floats, complex,
+# datetime/timedelta, fixed-width bytes and str; never object, void or structs
+_SAFE_KINDS = frozenset("biufcmMSU")
+_MAX_DTYPE_LEN = 32
+_FRAME_HEAD = struct.Struct(">BIbI")  # 0xC9, payload length, FRAME_EXT, document length
+_U64 = struct.Struct(">Q")
+_EXT32_MAX = 2**32 - 1
+
+
+def _align(offset: int) -> int:
+    return -(-offset // ALIGNMENT) * ALIGNMENT
+
+
+@lru_cache(maxsize=256)
+def _wire_dtype(spec: bytes) -> Any:
+    """Return the dtype a wire string names; raise DecodeError unless it is a plain one."""
+    np = numpy_or_none()
+    if np is None:
+        raise DecodeError("msgpack body holds NumPy values but numpy is not installed")
+    try:
+        dtype = np.dtype(spec.decode("ascii"))
+    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError("msgpack body names an invalid NumPy dtype") from exc
+    if not _is_plain(dtype):
+        raise DecodeError(f"msgpack body names a refused NumPy dtype {dtype.str!r}")
+    return dtype
+
+
+def _is_plain(dtype: Any) -> bool:
+    return (
+        dtype.kind in _SAFE_KINDS
+        and not dtype.hasobject
+        and dtype.fields is None
+        and dtype.subdtype is None
+        and dtype.itemsize > 0
+    )
+
+
+def _dtype_header(dtype: Any) -> bytes:
+    if not _is_plain(dtype):
+        raise EncodeError(f"NumPy dtype {dtype.str!r} cannot be encoded as msgpack")
+    spec = dtype.str.encode("ascii")
+    return bytes((len(spec),)) + spec
+
+
+def _split_dtype(payload: bytes) -> tuple[Any, int]:
+    """Return the dtype at the start of an ext payload and where the rest begins."""
+    if not payload or payload[0] == 0 or payload[0] > _MAX_DTYPE_LEN or len(payload) <= payload[0]:
+        raise DecodeError("msgpack NumPy ext payload is malformed")
+    end = 1 + payload[0]
+    return _wire_dtype(payload[1:end]), end
+
+
+def _too_deep(value: Any, max_depth: int) -> bool:
+    """Whether *value* nests lists and maps deeper than *max_depth* (a tree: no sharing)."""
+    containers = {list, dict}
+    level = [value] if type(value) in containers else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            return True
+        deeper = []
+        for container in level:
+            items = container.values() if type(container) is dict else container
+            # set(map(type, ...)) runs at C speed, so flat payloads cost little
+            if not containers.isdisjoint(set(map(type, items))):
+                deeper.extend(item for item in items if type(item) in containers)
+        level = deeper
+    return False
+
+
+class _Encoder:
+    """One ``dumps`` call: the msgpack ``default`` hook and the arrays it set aside."""
+
+    __slots__ = ("buffers", "end", "np")
+
+    def __init__(self, np: Any) -> None:
+        self.np = np
+        self.buffers: list[tuple[int, memoryview]] = []
+        self.end = 0
+
+    def default(self, obj: Any) -> Any:
+        np = self.np
+        if np is not None:
+            if isinstance(obj, np.ndarray):
+                return self._array(obj)
+            if isinstance(obj, np.generic):
+                header = _dtype_header(obj.dtype)
+                return msgpack.ExtType(SCALAR_EXT, header + obj.tobytes())
+        # strict_types sends subclasses here; keep the values, drop the subclass
+        if isinstance(obj, (tuple, list)):
+            return list(obj)
+        if isinstance(obj, dict):
+            return dict(obj)
+        for base in (bool, int, float, str, bytes):
+            if isinstance(obj, base):
+                return base(obj)
+        raise EncodeError(f"{type(obj).__name__} values cannot be encoded as msgpack")
+
+    def _array(self, array: Any) -> msgpack.ExtType:
+        header = _dtype_header(array.dtype)
+        if type(array) is not self.np.ndarray:
+            array = array.view(self.np.ndarray)
+        if not array.flags.c_contiguous:
+            array = array.copy(order="C")
+        # a uint8 view exports a buffer for every plain dtype (datetime64 has none)
+        raw = memoryview(array.reshape(-1).view(self.np.uint8))
+        offset = _align(self.end)
+        self.buffers.append((offset, raw))
+        self.end = offset + raw.nbytes
+        dims = b"".join(_U64.pack(dim) for dim in array.shape)
+        return msgpack.ExtType(
+            NDARRAY_EXT, header + bytes((array.ndim,)) + dims + _U64.pack(offset)
+        )
+
+
+class MsgPack:
+    """
+    msgpack, with NumPy arrays and scalars as ext types; arrays decode zero-copy.
+
+    Data model: ``None``, ``bool``, ``int`` (-2**63 .. 2**64-1), ``float``,
+    ``str``, ``bytes``, ``list`` (tuples encode as lists), ``dict`` (keys
+    ``str``, ``int``, ``bytes``, ``float``, ``bool`` or ``None``), NumPy arrays
+    and NumPy scalars of dtype kinds bool, int, uint, float, complex,
+    datetime64, timedelta64, ``S`` and ``U``. Decoded arrays are read-only
+    views of the input buffer when it is aligned, so the input stays alive as
+    long as they do.
+
+    Args:
+        max_size: Bytes ``loads`` accepts; more raises PayloadTooLargeError.
+        max_depth: List and map nesting ``loads`` accepts; deeper raises
+            DecodeError.
+
+    .. versionadded:: 0.1.0
+    """
+
+    name: ClassVar[str] = "msgpack"
+    media_types: ClassVar[tuple[str, ...]] = BUILTIN_MEDIA_TYPES["msgpack"]
+    media_type: ClassVar[str] = media_types[0]
+
+    def __init__(
+        self, *, max_size: int = DEFAULT_MAX_SIZE, max_depth: int = DEFAULT_MAX_DEPTH
+    ) -> None:
+        self.max_size = max_size
+        self.max_depth = max_depth
+
+    def __repr__(self) -> str:
+        return f"MsgPack(max_size={self.max_size}, max_depth={self.max_depth})"
+
+    def dumps(self, obj: Any, /) -> bytes:
+        """
+        Encode *obj*; arrays are written once, after the document.
+
+        Raises:
+            EncodeError: *obj* holds a value outside the data model.
+
+        .. versionadded:: 0.1.0
+        """
+        encoder = _Encoder(numpy_or_none())
+        try:
+            document = msgpack.packb(
+                obj, default=encoder.default, use_bin_type=True, strict_types=True, datetime=False
+            )
+        except ModelDeployError:
+            raise
+        except (TypeError, ValueError, OverflowError, MemoryError) as exc:
+            raise EncodeError("value cannot be encoded as msgpack") from exc
+        if not encoder.buffers:
+            return bytes(document)
+        head_end = _FRAME_HEAD.size + len(document)
+        region = _align(head_end)
+        total = region + encoder.end
+        if total - 6 > _EXT32_MAX:
+            raise EncodeError("arrays are too large for one msgpack body")
+        parts: list[bytes | memoryview] = [
+            _FRAME_HEAD.pack(0xC9, total - 6, FRAME_EXT, len(document)),
+            document,
+            bytes(region - head_end),
+        ]
+        position = region
+        for offset, raw in encoder.buffers:
+            if region + offset > position:
+                parts.append(bytes(region + offset - position))
+            parts.append(raw)
+            position = region + offset + raw.nbytes
+        return b"".join(parts)
+
+    def loads(self, data: bytes | memoryview, /) -> Any:
+        """
+        Decode *data*; arrays are read-only views of *data* where aligned.
+
+        Raises:
+            PayloadTooLargeError: *data* is over ``max_size``.
+            DecodeError: *data* is not valid, or nests deeper than ``max_depth``.
+
+        .. versionadded:: 0.1.0
+        """
+        check_size(data, self.max_size, self.name)
+        try:
+            view = memoryview(data)
+            if view.format != "B" or view.ndim != 1:
+                view = view.cast("B")
+        except TypeError as exc:
+            raise DecodeError("msgpack body is not a contiguous buffer") from exc
+        view = view.toreadonly()
+        try:
+            if len(view) >= _FRAME_HEAD.size and view[0] == 0xC9 and view[5] == FRAME_EXT:
+                value = self._load_frame(view)
+            else:
+                value = _unpack(view, None)
+        except ModelDeployError:
+            raise
+        except (ValueError, TypeError, OverflowError, MemoryError, struct.error) as exc:
+            raise DecodeError("msgpack body could not be decoded") from exc
+        # a container takes at least one byte, so short bodies cannot be too deep
+        if len(view) > self.max_depth and _too_deep(value, self.max_depth):
+            raise DecodeError(f"msgpack body nests deeper than {self.max_depth}")
+        return value
+
+    def _load_frame(self, view: memoryview) -> Any:
+        _, payload_len, _, document_len = _FRAME_HEAD.unpack_from(view)
+        if payload_len != len(view) - 6:
+            raise DecodeError("msgpack frame length does not match the body")
+        document_end = _FRAME_HEAD.size + document_len
+        region = _align(document_end)
+        if region > len(view):
+            raise DecodeError("msgpack frame is truncated")
+        return _unpack(view[_FRAME_HEAD.size : document_end], view[region:])
+
+
+def _unpack(document: memoryview, region: memoryview | None) -> Any:
+    def ext_hook(code: int, payload: bytes) -> Any:
+        if code == NDARRAY_EXT:
+            if region is None:
+                raise DecodeError("msgpack array reference outside a frame")
+            return _array(payload, region)
+        if code == SCALAR_EXT:
+            dtype, start = _split_dtype(payload)
+            if len(payload) - start != dtype.itemsize:
+                raise DecodeError("msgpack NumPy scalar has the wrong size")
+            return numpy_or_none().frombuffer(payload, dtype, offset=start)[0]  # type: ignore[union-attr]
+        raise DecodeError(f"msgpack ext type {code} is not supported")
+
+    # unpackb caps every declared length at the buffer's size, so a huge
+    # declared array or string fails before anything is allocated
+    return msgpack.unpackb(
+        document,
+        ext_hook=ext_hook,
+        raw=False,
+        strict_map_key=False,
+        use_list=True,
+        timestamp=0,
+    )
+
+
+def _array(payload: bytes, region: memoryview) -> Any:
+    dtype, start = _split_dtype(payload)
+    if len(payload) < start + 1:
+        raise DecodeError("msgpack array reference is malformed")
+    ndim = payload[start]
+    if len(payload) != start + 1 + 8 * ndim + 8 or ndim > 32:
+        raise DecodeError("msgpack array reference is malformed")
+    shape = struct.unpack_from(f">{ndim}Q", payload, start + 1)
+    (offset,) = _U64.unpack_from(payload, start + 1 + 8 * ndim)
+    count = 1
+    for dim in shape:
+        count *= dim
+    end = offset + count * dtype.itemsize
+    if end > len(region):
+        raise DecodeError("msgpack array reference points outside the body")
+    np = numpy_or_none()
+    assert np is not None  # _split_dtype raised otherwise
+    array = np.frombuffer(region[offset:end], dtype).reshape(shape)
+    if not array.flags.aligned:
+        # misaligned views are slow for every later operation: pay one copy now
+        array = array.copy()
+        array.flags.writeable = False
+    return array
