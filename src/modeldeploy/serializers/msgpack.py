@@ -78,7 +78,7 @@ def _is_plain(dtype: Any) -> bool:
 def _dtype_header(dtype: Any) -> bytes:
     if not _is_plain(dtype):
         raise EncodeError(f"NumPy dtype {dtype.str!r} cannot be encoded as msgpack")
-    spec = dtype.str.encode("ascii")
+    spec: bytes = dtype.str.encode("ascii")
     return bytes((len(spec),)) + spec
 
 
@@ -99,7 +99,7 @@ def _too_deep(value: Any, max_depth: int) -> bool:
         depth += 1
         if depth > max_depth:
             return True
-        deeper = []
+        deeper: list[Any] = []
         for container in level:
             items = container.values() if type(container) is dict else container
             # set(map(type, ...)) runs at C speed, so flat payloads cost little
@@ -132,9 +132,9 @@ class _Encoder:
             return list(obj)
         if isinstance(obj, dict):
             return dict(obj)
-        for base in (bool, int, float, str, bytes):
+        for base in (int, float, str, bytes):  # bool cannot be subclassed
             if isinstance(obj, base):
-                return base(obj)
+                return base(obj)  # type: ignore[arg-type]
         raise EncodeError(f"{type(obj).__name__} values cannot be encoded as msgpack")
 
     def _array(self, array: Any) -> msgpack.ExtType:
