@@ -15,6 +15,7 @@ header value, so a steady stream of identical headers costs one dict lookup.
 from __future__ import annotations
 
 import importlib
+import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
@@ -103,9 +104,11 @@ def parse_accept(header: str) -> tuple[tuple[str, float], ...]:
             key, _, value = param.partition("=")
             if key.strip().lower() == "q":
                 try:
-                    q = min(max(float(value), 0.0), 1.0)
+                    q = float(value)
                 except ValueError:
                     q = 0.0
+                # "nan" and "inf" parse as floats but are malformed weights
+                q = min(max(q, 0.0), 1.0) if math.isfinite(q) else 0.0
         ranges.append((media_range, q))
     return tuple(ranges) or (("*/*", 1.0),)
 
