@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import struct
+from collections.abc import Iterator
+from concurrent import futures
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
@@ -14,9 +17,11 @@ import tritonclient.http as thttp
 from hypothesis import given
 from hypothesis import strategies as st
 from tritonclient.grpc import service_pb2 as triton_pb
+from tritonclient.utils import InferenceServerException
 
 from modeldeploy import v2
 from modeldeploy._proto.inference import grpc_service_pb2 as pb
+from modeldeploy._proto.inference import grpc_service_pb2_grpc as pb_grpc
 from modeldeploy.errors import (
     DecodeError,
     EncodeError,
@@ -991,3 +996,65 @@ class TestGrpc:
             return
         with contextlib.suppress(ModelDeployError):
             v2.infer_request_from_grpc(message)
+
+
+@pytest.mark.integration
+class TestGrpcLoopback:
+    """The generated stubs under a real grpcio server, called by tritonclient.grpc."""
+
+    @pytest.fixture
+    def client(self) -> Iterator[Any]:
+        class Servicer(pb_grpc.GRPCInferenceServiceServicer):
+            def ServerLive(self, request: Any, context: Any) -> Any:
+                return pb.ServerLiveResponse(live=True)
+
+            def ServerMetadata(self, request: Any, context: Any) -> Any:
+                return v2.server_metadata_to_grpc(v2.server_metadata())
+
+            def ModelMetadata(self, request: Any, context: Any) -> Any:
+                signature = Signature([TensorSpec("x", "float32", (-1,))])
+                return v2.model_metadata_to_grpc(v2.model_metadata(request.name, signature))
+
+            def ModelInfer(self, request: Any, context: Any) -> Any:
+                try:
+                    decoded = v2.infer_request_from_grpc(request)
+                    doubled = {k: a * 2 for k, a in decoded.inputs.items() if a.dtype != object}
+                    return v2.infer_response_to_grpc(
+                        doubled,
+                        model_name=request.model_name,
+                        id=decoded.id,
+                        requested=decoded.outputs,
+                    )
+                except ModelDeployError as exc:
+                    context.abort(getattr(grpc.StatusCode, exc.grpc_status), exc.message)
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        client = tgrpc.InferenceServerClient(f"127.0.0.1:{port}")
+        yield client
+        client.close()
+        server.stop(grace=None).wait()
+
+    def test_metadata_and_health(self, client: Any) -> None:
+        assert client.is_server_live()
+        assert client.get_server_metadata().extensions == ["binary_tensor_data"]
+        metadata = client.get_model_metadata("iris")
+        assert (metadata.name, metadata.inputs[0].datatype) == ("iris", "FP32")
+        assert list(metadata.inputs[0].shape) == [-1]
+
+    def test_infer(self, client: Any) -> None:
+        x = np.arange(6, dtype=np.float16).reshape(2, 3)
+        tensor = tgrpc.InferInput("x", [2, 3], "FP16")
+        tensor.set_data_from_numpy(x)
+        result = client.infer("m", [tensor], request_id="r1")
+        assert result.get_response().id == "r1"
+        assert_same(result.as_numpy("x"), x * 2)
+
+    def test_error_status(self, client: Any) -> None:
+        tensor = tgrpc.InferInput("x", [2], "FP32")
+        tensor.set_data_from_numpy(np.ones(2, np.float32))
+        with pytest.raises(InferenceServerException, match="unknown output 'nope'") as info:
+            client.infer("m", [tensor], outputs=[tgrpc.InferRequestedOutput("nope")])
+        assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
