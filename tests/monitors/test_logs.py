@@ -229,6 +229,8 @@ class TestJSONLines:
         (exception,) = [e for e in failure["exception"] if e["exc_type"] == "ZeroDivisionError"]
         assert exception["exc_value"] == "division by zero"
         assert exception["frames"]
+        # request data lives in the model's locals: never in a log line
+        assert all("locals" not in frame for frame in exception["frames"])
         assert loaded["load_s"] == 1.5
 
     def test_level_filters(self) -> None:

@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 from modeldeploy.errors import ModelDeployError
 
@@ -29,7 +30,8 @@ def configure_json_logging(
 
     Each line carries ``event``, ``level``, an ISO-8601 UTC ``timestamp``,
     the bound context (``structlog.contextvars``) and the event's fields; an
-    exception becomes a structured ``exception`` list. Call it once at
+    exception becomes a structured ``exception`` list (frames without their
+    local variables, which may hold request data). Call it once at
     startup, and only if the application does not configure structlog itself:
     modeldeploy never calls it.
 
@@ -45,7 +47,8 @@ def configure_json_logging(
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks,
+            # no locals: a model's frames hold request data, which has no place in logs
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
