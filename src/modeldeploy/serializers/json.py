@@ -1,0 +1,428 @@
+"""
+JSON serializer: orjson when it is installed, the standard library otherwise.
+
+Both engines give the same results: the same values encode, the same values are
+refused, and the same bytes decode to equal values. orjson is only faster. The
+data model, the NaN policy and the typed tensor form are described on the
+docs page ``docs/serializers/json.md`` and in :class:`JSON`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+import uuid
+from collections.abc import Callable
+from itertools import accumulate
+from typing import Any, Literal
+
+from modeldeploy.errors import DecodeError, EncodeError
+from modeldeploy.negotiation import BUILTIN_MEDIA_TYPES
+
+from ._base import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, check_size, numpy_or_none
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - the test venv has orjson; tests force the stdlib path
+    orjson = None  # type: ignore[assignment]
+
+__all__ = ["INT_MAX", "INT_MIN", "JSON", "MAX_SUPPORTED_DEPTH", "TENSOR_DTYPES", "TENSOR_KEY"]
+
+INT_MIN = -(2**63)
+"""The smallest int :class:`JSON` encodes (the int64 minimum)."""
+
+INT_MAX = 2**64 - 1
+"""The largest int :class:`JSON` encodes (the uint64 maximum)."""
+
+MAX_SUPPORTED_DEPTH = 200
+"""The largest ``max_depth`` accepted; orjson refuses to encode past 254 levels."""
+
+TENSOR_KEY = "__tensor__"
+"""The reserved key of the typed tensor object (``typed_arrays=True``)."""
+
+TENSOR_DTYPES = frozenset(
+    [
+        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+        "float16", "float32", "float64",
+    ]
+)  # fmt: skip
+"""NumPy dtype names the typed tensor object carries exactly."""
+
+# a JSON string, or an unterminated one running to the end: it always matches
+# where it starts, so stripping strings from hostile input stays linear
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+_NOT_OPENERS = bytes(b for b in range(256) if b not in b"[{")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_SCAN_CHUNK = 1 << 16
+# a number the plain stdlib parse would read differently from orjson: an int
+# outside 64 bits or a literal that overflows a double
+_WIDE_NUMBER = re.compile(rb"[0-9]{19}|[eE][+-]?[0-9]{3}")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_TENSOR_MARK = re.compile(rb'"__tensor__"')
+_TENSOR_FIELDS = frozenset(["dtype", "shape", "data"])
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _byte_view(data: bytes | memoryview) -> bytes | memoryview:
+    """Return *data* as bytes or a flat, contiguous view of unsigned bytes."""
+    if isinstance(data, memoryview):
+        if not data.c_contiguous:
+            return data.tobytes()
+        if data.format != "B" or data.ndim != 1:
+            return data.cast("B")
+    return data
+
+
+def _count_openers(data: bytes | memoryview) -> int:
+    """Count ``[`` and ``{`` bytes, those inside strings included (an upper bound on depth)."""
+    if not isinstance(data, memoryview):
+        return len(data.translate(None, _NOT_OPENERS))
+    # a memoryview has no translate(); slices keep the copy small and bounded
+    return sum(
+        len(data[i : i + _SCAN_CHUNK].tobytes().translate(None, _NOT_OPENERS))
+        for i in range(0, len(data), _SCAN_CHUNK)
+    )
+
+
+def _nesting(data: bytes | memoryview) -> int:
+    """Return how deep the arrays and objects of a JSON text nest; strings are skipped."""
+    steps = _STRING.sub(b"", data).translate(_BRACKET_STEPS, _NOT_BRACKETS)
+    return max(accumulate(memoryview(steps).cast("b")), default=0)
+
+
+def _too_deep(data: bytes | memoryview, max_depth: int) -> bool:
+    """Return whether the JSON text *data* nests deeper than *max_depth*, in C-speed passes."""
+    return _count_openers(data) > max_depth and _nesting(data) > max_depth
+
+
+class JSON:
+    """
+    JSON (RFC 8259) through orjson when installed, else the standard library.
+
+    Data model (``loads(dumps(x)) == x``): ``None``, ``bool``, ``int`` in
+    ``[INT_MIN, INT_MAX]`` (int64 and uint64), ``float``, ``str`` (no lone
+    surrogates), ``list`` and ``dict`` with ``str`` keys, nested at most
+    *max_depth* deep. Encoded and decoded as something else: a ``tuple`` as a
+    list; a NumPy scalar as the Python number of ``.item()``; a NumPy array as
+    ``array.tolist()``, or with ``typed_arrays=True`` as the tensor object
+    ``{"__tensor__": {"dtype": "float32", "shape": [2, 3], "data": [...]}}`` that
+    decodes to an equal array of that dtype and shape; an ``Enum`` member as
+    its value; a ``uuid.UUID`` as its string. Anything else (``set``, ``bytes``,
+    ``datetime``, a dict with non-``str`` keys, an int outside the range, a
+    string with a lone surrogate) raises :class:`~modeldeploy.errors.EncodeError`.
+
+    Decoding reads UTF-8 only. An integer literal outside 64 bits decodes as
+    the nearest float, as orjson does.
+
+    Args:
+        max_size: Largest body ``loads`` accepts, in bytes.
+        max_depth: Deepest nesting of arrays and objects, for ``loads`` and
+            ``dumps`` alike (at most :data:`MAX_SUPPORTED_DEPTH`).
+        allow_nan: ``False`` (default) keeps to RFC 8259: encoding NaN or an
+            infinity raises EncodeError, decoding the ``NaN``, ``Infinity`` or
+            ``-Infinity`` tokens (or a number that overflows a double) raises
+            DecodeError. ``True`` writes and reads those tokens, as Python's
+            ``json`` module does.
+        typed_arrays: Encode NumPy arrays as typed tensor objects and decode
+            those objects back into arrays. The key ``__tensor__`` is then
+            reserved: a dict holding it cannot be encoded, and a decoded
+            object holding it must be a valid tensor object.
+        backend: ``"auto"`` uses orjson when it is installed; ``"orjson"``
+            requires it; ``"stdlib"`` uses the ``json`` module.
+
+    Raises:
+        ValueError: *max_depth* is out of range, or *backend* is unknown.
+        ModuleNotFoundError: ``backend="orjson"`` and orjson is not installed.
+
+    .. versionadded:: 0.1.0
+    """
+
+    name = "json"
+    media_types: tuple[str, ...] = BUILTIN_MEDIA_TYPES["json"]
+    media_type = media_types[0]
+
+    def __init__(
+        self,
+        *,
+        max_size: int = DEFAULT_MAX_SIZE,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        allow_nan: bool = False,
+        typed_arrays: bool = False,
+        backend: Literal["auto", "orjson", "stdlib"] = "auto",
+    ) -> None:
+        if not 1 <= max_depth <= MAX_SUPPORTED_DEPTH:
+            raise ValueError(f"max_depth must be between 1 and {MAX_SUPPORTED_DEPTH}")
+        if backend not in ("auto", "orjson", "stdlib"):
+            raise ValueError(f"unknown JSON backend {backend!r}")
+        if backend == "orjson" and orjson is None:  # pragma: no cover - orjson is installed
+            raise ModuleNotFoundError("backend='orjson' needs orjson: pip install orjson")
+        self.max_size = max_size
+        self.max_depth = max_depth
+        self.allow_nan = allow_nan
+        self.typed_arrays = typed_arrays
+        self.backend: Literal["orjson", "stdlib"] = (
+            "orjson" if backend != "stdlib" and orjson is not None else "stdlib"
+        )
+        self._encoder = json.JSONEncoder(
+            ensure_ascii=False, allow_nan=allow_nan, separators=(",", ":"), check_circular=False
+        )
+        self._decoder = json.JSONDecoder(parse_constant=self._constant)
+        # the hooks cost a Python call per number, so only bodies that need them pay
+        self._wide_decoder = json.JSONDecoder(
+            parse_constant=self._constant, parse_int=self._int, parse_float=self._float
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"JSON(max_size={self.max_size}, max_depth={self.max_depth}, "
+            f"allow_nan={self.allow_nan}, typed_arrays={self.typed_arrays}, "
+            f"backend={self.backend!r})"
+        )
+
+    # -- encoding -----------------------------------------------------------------
+
+    def dumps(self, obj: Any, /) -> bytes:
+        """
+        Encode *obj* as compact UTF-8 JSON.
+
+        Raises:
+            EncodeError: *obj* is outside the data model, nests deeper than
+                ``max_depth``, or holds NaN or an infinity while
+                ``allow_nan`` is false.
+        """
+        if self.backend == "stdlib":
+            return self._dumps_stdlib(obj)
+        assert orjson is not None
+        count = [0]
+        default = self._counting_default(count) if self.typed_arrays else self._default
+        try:
+            out = orjson.dumps(
+                obj,
+                default=default,
+                option=orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS,
+            )
+        except orjson.JSONEncodeError as exc:
+            raise EncodeError(f"value cannot be encoded as JSON: {_reason(exc)}") from exc
+        if b"null" in out:
+            # orjson writes NaN and infinities as null; only a walk over the
+            # value tells them from None, and the stdlib path is that walk
+            return self._dumps_stdlib(obj)
+        if self.typed_arrays and out.count(b'"__tensor__":') != count[0]:
+            raise EncodeError(f"the key {TENSOR_KEY!r} is reserved when typed_arrays=True")
+        if _too_deep(out, self.max_depth):
+            raise EncodeError(f"value nests deeper than {self.max_depth} levels")
+        return out
+
+    def _dumps_stdlib(self, obj: Any) -> bytes:
+        plain = self._plain(obj, 0)
+        try:
+            text = self._encoder.encode(plain)
+        except ValueError as exc:
+            raise EncodeError(
+                "NaN and Infinity are not valid JSON (the serializer has allow_nan=False)"
+            ) from exc
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise EncodeError("a string holds a lone surrogate, which UTF-8 cannot carry") from exc
+
+    def _plain(self, obj: Any, depth: int) -> Any:
+        """Return *obj* as plain JSON values, checked as orjson would check them."""
+        cls = type(obj)
+        if cls is str or cls is float or cls is bool or obj is None:
+            return obj
+        if cls is int:
+            if not INT_MIN <= obj <= INT_MAX:
+                raise EncodeError("int is outside the 64-bit range JSON carries here")
+            return obj
+        if isinstance(obj, (list, tuple)):
+            depth += 1
+            if depth > self.max_depth:
+                raise EncodeError(f"value nests deeper than {self.max_depth} levels")
+            return [self._plain(item, depth) for item in obj]
+        if isinstance(obj, dict):
+            depth += 1
+            if depth > self.max_depth:
+                raise EncodeError(f"value nests deeper than {self.max_depth} levels")
+            out = {}
+            for key, value in obj.items():
+                if type(key) is not str:
+                    raise EncodeError("JSON object keys must be str")
+                if key == TENSOR_KEY and self.typed_arrays:
+                    raise EncodeError(f"the key {TENSOR_KEY!r} is reserved when typed_arrays=True")
+                out[key] = self._plain(value, depth)
+            return out
+        if isinstance(obj, enum.Enum):
+            return self._plain(obj.value, depth)
+        if isinstance(obj, str):
+            return str.__str__(obj)
+        if isinstance(obj, int) and not isinstance(obj, bool):
+            return self._plain(int(obj), depth)
+        if isinstance(obj, uuid.UUID):
+            return str(obj)
+        np = numpy_or_none()
+        if self.typed_arrays and np is not None and isinstance(obj, np.ndarray):
+            if depth + 1 > self.max_depth:
+                raise EncodeError(f"value nests deeper than {self.max_depth} levels")
+            return {TENSOR_KEY: self._plain(self._tensor(obj), depth + 1)}
+        return self._plain(self._convert(obj), depth)
+
+    def _convert(self, obj: Any) -> Any:
+        """Turn a value JSON has no type for into one it has, or raise EncodeError."""
+        np = numpy_or_none()
+        if np is not None:
+            if isinstance(obj, np.ndarray):
+                return self._tensor_object(obj) if self.typed_arrays else obj.tolist()
+            if isinstance(obj, np.generic):
+                return obj.item()
+        if isinstance(obj, tuple):
+            return list(obj)
+        if isinstance(obj, float):
+            return float(obj)
+        raise EncodeError(f"{type(obj).__name__} is not in the JSON data model")
+
+    def _default(self, obj: Any) -> Any:
+        # orjson wraps what this raises in JSONEncodeError, which dumps() maps
+        return self._convert(obj)
+
+    def _counting_default(self, count: list[int]) -> Callable[[Any], Any]:
+        """Return a default hook that counts the tensor objects it writes."""
+        np = numpy_or_none()
+
+        def default(obj: Any) -> Any:
+            if np is not None and isinstance(obj, np.ndarray):
+                count[0] += 1
+            return self._convert(obj)
+
+        return default
+
+    def _tensor(self, array: Any) -> dict[str, Any]:
+        name = array.dtype.name
+        if name not in TENSOR_DTYPES:
+            raise EncodeError(f"arrays of dtype {name} have no JSON tensor form")
+        return {"dtype": name, "shape": list(array.shape), "data": array.reshape(-1).tolist()}
+
+    def _tensor_object(self, array: Any) -> dict[str, Any]:
+        return {TENSOR_KEY: self._tensor(array)}
+
+    # -- decoding -----------------------------------------------------------------
+
+    def loads(self, data: bytes | memoryview, /) -> Any:
+        """
+        Decode one UTF-8 JSON text; a memoryview is parsed in place by orjson.
+
+        Raises:
+            PayloadTooLargeError: *data* is over ``max_size`` bytes.
+            DecodeError: *data* is not valid UTF-8 JSON, nests deeper than
+                ``max_depth``, holds a non-finite number while ``allow_nan`` is
+                false, or (``typed_arrays``) holds a malformed tensor object.
+        """
+        check_size(data, self.max_size, "JSON")
+        data = _byte_view(data)
+        if _too_deep(data, self.max_depth):
+            raise DecodeError(f"JSON body nests deeper than {self.max_depth} levels")
+        if self.backend == "stdlib":
+            value = self._loads_stdlib(data)
+        else:
+            assert orjson is not None
+            try:
+                value = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                if not self.allow_nan:
+                    raise DecodeError(f"body is not valid JSON: {_reason(exc)}") from exc
+                # orjson reads no NaN or Infinity token; the stdlib path does
+                value = self._loads_stdlib(data)
+        if self.typed_arrays and _TENSOR_MARK.search(data):
+            value = self._revive(value)
+        return value
+
+    def _loads_stdlib(self, data: bytes | memoryview) -> Any:
+        try:
+            text = str(data, "utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError("JSON body is not valid UTF-8") from exc
+        decoder = self._wide_decoder if _WIDE_NUMBER.search(data) else self._decoder
+        try:
+            value = decoder.decode(text)
+        except DecodeError:
+            raise
+        except (ValueError, RecursionError) as exc:
+            raise DecodeError(f"body is not valid JSON: {_reason(exc)}") from exc
+        if _SURROGATE_ESCAPE.search(text):
+            try:
+                json.dumps(value, ensure_ascii=False, allow_nan=True).encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise DecodeError("JSON string holds a lone surrogate escape") from exc
+        return value
+
+    def _constant(self, token: str) -> float:
+        if not self.allow_nan:
+            raise DecodeError(f"{token} is not valid JSON (the serializer has allow_nan=False)")
+        return _NON_FINITE[token]
+
+    def _float(self, literal: str) -> float:
+        value = float(literal)
+        if math.isinf(value) and not self.allow_nan:
+            raise DecodeError("JSON number is too large for a double")
+        return value
+
+    def _int(self, literal: str) -> int | float:
+        # like orjson: an integer beyond 64 bits reads as the nearest double
+        if len(literal) <= 20:
+            value = int(literal)
+            if INT_MIN <= value <= INT_MAX:
+                return value
+        return self._float(literal)
+
+    def _revive(self, value: Any) -> Any:
+        """Replace every tensor object inside *value* (freshly decoded) by its array."""
+        if type(value) is dict:
+            if TENSOR_KEY in value:
+                return self._array(value)
+            for key, item in value.items():
+                if type(item) is dict or type(item) is list:
+                    value[key] = self._revive(item)
+        elif type(value) is list:
+            for index, item in enumerate(value):
+                if type(item) is dict or type(item) is list:
+                    value[index] = self._revive(item)
+        return value
+
+    def _array(self, obj: dict[str, Any]) -> Any:
+        np = numpy_or_none()
+        if np is None:  # pragma: no cover - the test venv has numpy
+            raise DecodeError("JSON tensor objects need NumPy, which is not installed")
+        spec = obj[TENSOR_KEY]
+        if len(obj) != 1 or type(spec) is not dict or spec.keys() != _TENSOR_FIELDS:
+            raise DecodeError('a tensor object is {"__tensor__": {"dtype", "shape", "data"}}')
+        name, shape, data = spec["dtype"], spec["shape"], spec["data"]
+        if type(name) is not str or name not in TENSOR_DTYPES:
+            raise DecodeError("tensor dtype is not one JSON tensors carry")
+        if (
+            type(shape) is not list
+            or not all(type(n) is int and n >= 0 for n in shape)
+            or type(data) is not list
+            or math.prod(shape) != len(data)
+        ):
+            raise DecodeError("tensor shape does not match its data")
+        dtype = np.dtype(name)
+        try:
+            found = np.asarray(data).dtype.kind if data else dtype.kind
+            if dtype.kind in "iu" and found == "f" and all(type(x) is int for x in data):
+                found = "u"  # ints past int64 and below 0 make NumPy guess float64
+            if found not in {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[dtype.kind]:
+                raise DecodeError(f"tensor data do not fit dtype {name}")
+            with np.errstate(over="raise"):
+                return np.array(data, dtype=dtype).reshape(shape)
+        except DecodeError:
+            raise
+        except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+            raise DecodeError(f"tensor data do not fit dtype {name} and shape") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """Return the first line of a parser's message, which names no server internals."""
+    return str(exc).split("\n", 1)[0]
