@@ -69,6 +69,10 @@ _DTYPE_OF_DATATYPE = {
 }
 # (dtype.kind, dtype.itemsize) -> V2 datatype name; byte order is fixed on encode
 _DATATYPE_OF_KIND = {(dtype[1], int(dtype[2])): name for name, dtype in _DTYPE_OF_DATATYPE.items()}
+# Value members whose Python value is the decoded value as it stands
+_SCALAR_MEMBERS = frozenset(
+    ["bool_value", "int_value", "uint_value", "double_value", "string_value", "bytes_value"]
+)
 
 
 class Protobuf:
@@ -232,22 +236,12 @@ class Protobuf:
 
     def _decode(self, message: Any, depth: int) -> Any:
         kind = message.WhichOneof("kind")
+        if kind in _SCALAR_MEMBERS:
+            return getattr(message, kind)
         if kind == "null_value":
             if message.null_value != value_pb2.NULL_VALUE:
                 raise DecodeError("null_value holds an unknown enum number")
             return None
-        if kind == "bool_value":
-            return message.bool_value
-        if kind == "int_value":
-            return message.int_value
-        if kind == "uint_value":
-            return message.uint_value
-        if kind == "double_value":
-            return message.double_value
-        if kind == "string_value":
-            return message.string_value
-        if kind == "bytes_value":
-            return message.bytes_value
         if kind == "list_value":
             if depth >= self.max_depth:
                 raise DecodeError(f"value nests deeper than max_depth={self.max_depth}")
