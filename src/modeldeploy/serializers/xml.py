@@ -15,6 +15,7 @@ import base64
 import binascii
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from defusedxml import DefusedXmlException
@@ -25,10 +26,7 @@ from modeldeploy.negotiation import BUILTIN_MEDIA_TYPES
 
 from ._base import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, check_size, numpy_or_none
 
-__all__ = ["MAX_SUPPORTED_DEPTH", "TENSOR_DTYPES", "XML"]
-
-MAX_SUPPORTED_DEPTH = 200
-"""The largest ``max_depth`` accepted; the writer recurses once per level."""
+__all__ = ["TENSOR_DTYPES", "XML"]
 
 TENSOR_DTYPES = frozenset(
     [
@@ -88,6 +86,17 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode("".join(text.split()), validate=True)
 
 
+def _keyed(mapping: dict[Any, Any]) -> Iterator[tuple[str, Any]]:
+    """Yield each value of *mapping* with its rendered key attribute."""
+    for name, value in mapping.items():
+        if not isinstance(name, str):
+            raise EncodeError("XML dict keys must be str")
+        if _NOT_XML.search(name):
+            yield f' key-base64="{_b64(_utf8(name))}"', value
+        else:
+            yield f' key="{_attr(str.__str__(name))}"', value
+
+
 def _utf8(value: str) -> bytes:
     try:
         return value.encode("utf-8")
@@ -126,10 +135,11 @@ class XML:
     Args:
         max_size: Largest body ``loads`` accepts, in bytes.
         max_depth: Deepest nesting of ``<list>`` and ``<dict>`` elements, for
-            ``loads`` and ``dumps`` alike (at most :data:`MAX_SUPPORTED_DEPTH`).
+            ``loads`` and ``dumps`` alike. Neither recurses per level, so
+            any positive value is safe.
 
     Raises:
-        ValueError: *max_depth* is out of range.
+        ValueError: *max_depth* is less than 1.
 
     .. versionadded:: 0.1.0
     """
@@ -141,8 +151,8 @@ class XML:
     def __init__(
         self, *, max_size: int = DEFAULT_MAX_SIZE, max_depth: int = DEFAULT_MAX_DEPTH
     ) -> None:
-        if not 1 <= max_depth <= MAX_SUPPORTED_DEPTH:
-            raise ValueError(f"max_depth must be between 1 and {MAX_SUPPORTED_DEPTH}")
+        if max_depth < 1:
+            raise ValueError("max_depth must be at least 1")
         self.max_size = max_size
         self.max_depth = max_depth
 
@@ -160,11 +170,34 @@ class XML:
                 ``max_depth``.
         """
         parts: list[str] = []
-        self._write(obj, parts, 0, "")
-        return "".join(parts).encode("utf-8")
+        # an explicit stack of open containers, so any max_depth is safe
+        stack: list[tuple[Iterator[tuple[str, Any]], str]] = []
+        children: Iterator[tuple[str, Any]] = iter((("", obj),))
+        closing = ""
+        while True:
+            for key, value in children:
+                opened = self._open(value, key, parts)
+                if opened is not None:
+                    if len(stack) >= self.max_depth:
+                        raise EncodeError(f"value nests deeper than {self.max_depth} levels")
+                    stack.append((children, closing))
+                    children, closing = opened
+                    break
+            else:
+                parts.append(closing)
+                if not stack:
+                    return "".join(parts).encode("utf-8")
+                children, closing = stack.pop()
 
-    def _write(self, obj: Any, parts: list[str], depth: int, key: str) -> None:
-        """Append the element of *obj*; *key* is its rendered key attribute, or empty."""
+    def _open(
+        self, obj: Any, key: str, parts: list[str]
+    ) -> tuple[Iterator[tuple[str, Any]], str] | None:
+        """
+        Append the element of *obj*, or the start tag of a container.
+
+        *key* is the rendered key attribute, or empty. Returns the children of
+        a container, as ``(key attribute, value)`` pairs, and its end tag.
+        """
         if obj is None:
             parts.append(f"<none{key}/>")
         elif obj is True or obj is False:
@@ -182,23 +215,11 @@ class XML:
         elif isinstance(obj, float):
             parts.append(f"<float{key}>{float(obj)!r}</float>")
         elif isinstance(obj, (list, tuple)):
-            depth = self._enter(depth)
             parts.append(f"<list{key}>")
-            for item in obj:
-                self._write(item, parts, depth, "")
-            parts.append("</list>")
+            return (("", item) for item in obj), "</list>"
         elif isinstance(obj, dict):
-            depth = self._enter(depth)
             parts.append(f"<dict{key}>")
-            for name, value in obj.items():
-                if not isinstance(name, str):
-                    raise EncodeError("XML dict keys must be str")
-                if _NOT_XML.search(name):
-                    attribute = f' key-base64="{_b64(_utf8(name))}"'
-                else:
-                    attribute = f' key="{_attr(name)}"'
-                self._write(value, parts, depth, attribute)
-            parts.append("</dict>")
+            return _keyed(obj), "</dict>"
         elif isinstance(obj, (bytes, bytearray, memoryview)):
             parts.append(f"<bytes{key}>{_b64(bytes(obj))}</bytes>")
         else:
@@ -206,14 +227,10 @@ class XML:
             if np is not None and isinstance(obj, np.ndarray):
                 parts.append(self._tensor(obj, key))
             elif np is not None and isinstance(obj, np.generic):
-                self._write(obj.item(), parts, depth, key)
+                return self._open(obj.item(), key, parts)
             else:
                 raise EncodeError(f"{type(obj).__name__} is not in the XML data model")
-
-    def _enter(self, depth: int) -> int:
-        if depth >= self.max_depth:
-            raise EncodeError(f"value nests deeper than {self.max_depth} levels")
-        return depth + 1
+        return None
 
     @staticmethod
     def _tensor(array: Any, key: str) -> str:
