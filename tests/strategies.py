@@ -155,3 +155,78 @@ def signatures(draw: st.DrawFn, min_inputs: int = 1, max_inputs: int = 4) -> Sig
     names = draw(st.lists(input_names, min_size=min_inputs, max_size=max_inputs, unique=True))
     specs = [TensorSpec(n, draw(numeric_dtypes), draw(spec_shapes)) for n in names]
     return Signature(specs)
+
+
+# msgpack and pickle: every dtype whose values are plain bytes, either byte order
+plain_dtypes = numeric_dtypes | st.sampled_from(
+    ["complex64", "complex128", ">f8", ">i4", ">u2", "<M8[D]", "<m8[ms]", "S3", "<U2", ">U2"]
+)
+
+
+@st.composite
+def numpy_scalars(draw: st.DrawFn) -> np.generic:
+    """A NumPy scalar of any plain dtype, taken from a one-element array."""
+    return draw(arrays(plain_dtypes).filter(lambda a: a.size > 0)).reshape(-1)[0]
+
+
+# msgpack: ints across int64 and uint64, bytes, str/int/bytes keys, arrays and NumPy scalars
+msgpack_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | uint64_ints
+    | any_floats
+    | text
+    | st.binary()
+    | arrays(plain_dtypes)
+    | numpy_scalars(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(text | uint64_ints | st.binary(), inner, max_size=4)
+    ),
+    max_leaves=16,
+)
+
+# pickle (restricted loader): adds complex, tuple, set, frozenset, bytearray
+pickle_hashables = st.recursive(
+    st.none() | st.booleans() | st.integers() | finite_floats | text | st.binary(),
+    lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3),
+    max_leaves=6,
+)
+pickle_values = st.recursive(
+    pickle_hashables
+    | st.complex_numbers()
+    | st.binary().map(bytearray)
+    | arrays(plain_dtypes)
+    | numpy_scalars(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.sets(pickle_hashables, max_size=3)
+        | st.dictionaries(pickle_hashables, inner, max_size=4)
+    ),
+    max_leaves=16,
+)
+
+
+def bit_equal(a: object, b: object) -> bool:
+    """Deep equality, types included; floats, NumPy arrays and scalars compare their bits."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray)
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if isinstance(a, np.generic):
+        assert isinstance(b, np.generic)
+        return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    if isinstance(a, float):
+        return (a != a and b != b) or a == b
+    if isinstance(a, complex):
+        assert isinstance(b, complex)
+        return bit_equal(a.real, b.real) and bit_equal(a.imag, b.imag)
+    if isinstance(a, dict):
+        assert isinstance(b, dict)
+        return a.keys() == b.keys() and all(bit_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple))
+        return len(a) == len(b) and all(bit_equal(x, y) for x, y in zip(a, b, strict=True))
+    return a == b

@@ -125,8 +125,13 @@ class _Encoder:
             if isinstance(obj, np.ndarray):
                 return self._array(obj)
             if isinstance(obj, np.generic):
-                header = _dtype_header(obj.dtype)
-                return msgpack.ExtType(SCALAR_EXT, header + obj.tobytes())
+                dtype, raw = obj.dtype, obj.tobytes()
+                if dtype.itemsize == 0 and dtype.kind in "SU":
+                    # an empty np.bytes_/np.str_ has a zero-width dtype that no
+                    # buffer can carry; one NUL-padded item decodes to the same
+                    dtype = np.dtype(dtype.kind + "1")
+                    raw = bytes(dtype.itemsize)
+                return msgpack.ExtType(SCALAR_EXT, _dtype_header(dtype) + raw)
         # strict_types sends subclasses here; keep the values, drop the subclass
         if isinstance(obj, (tuple, list)):
             return list(obj)
