@@ -230,3 +230,53 @@ def bit_equal(a: object, b: object) -> bool:
         assert isinstance(b, (list, tuple))
         return len(a) == len(b) and all(bit_equal(x, y) for x, y in zip(a, b, strict=True))
     return a == b
+
+
+# JSON (modeldeploy.serializers.json): ints across int64 and uint64, str keys only
+json_values = st.recursive(
+    st.none() | st.booleans() | uint64_ints | finite_floats | text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=16,
+)
+# the same with NaN and infinities, for JSON(allow_nan=True)
+json_nan_values = st.recursive(
+    st.none() | st.booleans() | uint64_ints | any_floats | text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=16,
+)
+# what JSON.dumps must accept or refuse alike on orjson and the stdlib: the data
+# model, values encoded as something else, and values outside it
+json_any_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | any_floats
+    | text
+    | st.sampled_from(["\ud800", "a\udfffb"])  # lone surrogates
+    | st.binary(max_size=4)
+    | st.uuids()
+    | st.sets(st.integers(), max_size=2)
+    | arrays()
+    | arrays().filter(lambda a: a.size > 0).map(lambda a: a.reshape(-1)[0]),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(text | st.integers() | st.just("__tensor__"), inner, max_size=4)
+    ),
+    max_leaves=16,
+)
+
+# XML (modeldeploy.serializers.xml): every str (control characters included), any
+# int, every float, bytes, str keys, and arrays of every dtype with raw bytes
+xml_dtypes = numeric_dtypes | st.sampled_from(["complex64", "complex128"])
+xml_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | any_floats
+    | text
+    | st.binary()
+    | arrays(xml_dtypes),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=16,
+)
