@@ -28,6 +28,11 @@ try:
 except ImportError:  # pragma: no cover - the test venv has orjson; tests force the stdlib path
     orjson = None  # type: ignore[assignment]
 
+# datetimes and dataclasses go to our default hook, which refuses them as the stdlib path does
+_ORJSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS if orjson is not None else 0
+)
+
 __all__ = ["INT_MAX", "INT_MIN", "JSON", "MAX_SUPPORTED_DEPTH", "TENSOR_DTYPES", "TENSOR_KEY"]
 
 INT_MIN = -(2**63)
@@ -76,15 +81,25 @@ def _byte_view(data: bytes | memoryview) -> bytes | memoryview:
     return data
 
 
-def _count_openers(data: bytes | memoryview) -> int:
-    """Count ``[`` and ``{`` bytes, those inside strings included (an upper bound on depth)."""
-    if not isinstance(data, memoryview):
-        return len(data.translate(None, _NOT_OPENERS))
-    # a memoryview has no translate(); slices keep the copy small and bounded
-    return sum(
-        len(data[i : i + _SCAN_CHUNK].tobytes().translate(None, _NOT_OPENERS))
-        for i in range(0, len(data), _SCAN_CHUNK)
-    )
+def _more_openers(data: bytes | memoryview, limit: int) -> bool:
+    """Return whether *data* has more than *limit* ``[`` and ``{`` bytes, strings included."""
+    if isinstance(data, memoryview):
+        # a memoryview has no find(); slices keep the copy small and bounded
+        count = sum(
+            len(data[i : i + _SCAN_CHUNK].tobytes().translate(None, _NOT_OPENERS))
+            for i in range(0, len(data), _SCAN_CHUNK)
+        )
+        return count > limit
+    # find() of one byte is memchr, several times faster than count() or translate()
+    count = 0
+    for opener in b"[{":
+        index = data.find(opener)
+        while index != -1:
+            count += 1
+            if count > limit:
+                return True
+            index = data.find(opener, index + 1)
+    return False
 
 
 def _nesting(data: bytes | memoryview) -> int:
@@ -95,7 +110,10 @@ def _nesting(data: bytes | memoryview) -> int:
 
 def _too_deep(data: bytes | memoryview, max_depth: int) -> bool:
     """Return whether the JSON text *data* nests deeper than *max_depth*, in C-speed passes."""
-    return _count_openers(data) > max_depth and _nesting(data) > max_depth
+    # depth d needs at least 2d bytes, and at least d openers
+    return (
+        len(data) > 2 * max_depth and _more_openers(data, max_depth) and _nesting(data) > max_depth
+    )
 
 
 class JSON:
@@ -197,22 +215,19 @@ class JSON:
             return self._dumps_stdlib(obj)
         assert orjson is not None
         count = [0]
-        default = self._counting_default(count) if self.typed_arrays else self._default
+        default = self._counting_default(count) if self.typed_arrays else self._convert
         try:
-            out = orjson.dumps(
-                obj,
-                default=default,
-                option=orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS,
-            )
+            out = orjson.dumps(obj, default=default, option=_ORJSON_OPTIONS)
         except orjson.JSONEncodeError as exc:
             raise EncodeError(f"value cannot be encoded as JSON: {_reason(exc)}") from exc
-        if b"null" in out:
+        # memchr finds no "l" in a body of numbers long before "null" would be searched
+        if out.find(b"l") != -1 and out.find(b"null") != -1:
             # orjson writes NaN and infinities as null; only a walk over the
             # value tells them from None, and the stdlib path is that walk
             return self._dumps_stdlib(obj)
         if self.typed_arrays and out.count(b'"__tensor__":') != count[0]:
             raise EncodeError(f"the key {TENSOR_KEY!r} is reserved when typed_arrays=True")
-        if _too_deep(out, self.max_depth):
+        if len(out) > self.max_depth and _too_deep(out, self.max_depth):
             raise EncodeError(f"value nests deeper than {self.max_depth} levels")
         return out
 
@@ -271,7 +286,12 @@ class JSON:
         return self._plain(self._convert(obj), depth)
 
     def _convert(self, obj: Any) -> Any:
-        """Turn a value JSON has no type for into one it has, or raise EncodeError."""
+        """
+        Turn a value JSON has no type for into one it has, or raise EncodeError.
+
+        It is orjson's ``default`` hook too: orjson wraps what it raises in
+        JSONEncodeError, which dumps() maps.
+        """
         np = numpy_or_none()
         if np is not None:
             if isinstance(obj, np.ndarray):
@@ -283,10 +303,6 @@ class JSON:
         if isinstance(obj, float):
             return float(obj)
         raise EncodeError(f"{type(obj).__name__} is not in the JSON data model")
-
-    def _default(self, obj: Any) -> Any:
-        # orjson wraps what this raises in JSONEncodeError, which dumps() maps
-        return self._convert(obj)
 
     def _counting_default(self, count: list[int]) -> Callable[[Any], Any]:
         """Return a default hook that counts the tensor objects it writes."""
@@ -321,8 +337,9 @@ class JSON:
                 false, or (``typed_arrays``) holds a malformed tensor object.
         """
         check_size(data, self.max_size, "JSON")
-        data = _byte_view(data)
-        if _too_deep(data, self.max_depth):
+        if type(data) is not bytes:
+            data = _byte_view(data)
+        if len(data) > self.max_depth and _too_deep(data, self.max_depth):
             raise DecodeError(f"JSON body nests deeper than {self.max_depth} levels")
         if self.backend == "stdlib":
             value = self._loads_stdlib(data)
@@ -410,9 +427,12 @@ class JSON:
             raise DecodeError("tensor shape does not match its data")
         dtype = np.dtype(name)
         try:
-            found = np.asarray(data).dtype.kind if data else dtype.kind
+            guess = np.asarray(data)
+            if guess.ndim != 1:
+                raise DecodeError("tensor data must be a flat list")
+            found = guess.dtype.kind if data else dtype.kind
             if dtype.kind in "iu" and found == "f" and all(type(x) is int for x in data):
-                found = "u"  # ints past int64 and below 0 make NumPy guess float64
+                found = "u"  # ints beyond int64 beside smaller ones make NumPy guess float64
             if found not in {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[dtype.kind]:
                 raise DecodeError(f"tensor data do not fit dtype {name}")
             with np.errstate(over="raise"):
