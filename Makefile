@@ -42,7 +42,7 @@ docs: venv  ## serve the docs on localhost:8001
 	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
 
 bench: venv  ## run the benchmarks; writes docs/benchmarks.md tables
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH)
 
 # protoc writes modeldeploy/v1/value_pb2.py under its output dir (the .proto's path);
 # the module lives in modeldeploy._proto, so generate into a scratch dir and copy

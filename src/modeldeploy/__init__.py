@@ -30,17 +30,23 @@ from .errors import (
 )
 from .interfaces import Monitor, Predictor, Serializer
 from .messages import Request, Response, Signature, TensorSpec
+from .monitors import CompositeMonitor, LogMonitor, MonitorFailed, PrometheusMonitor
 from .negotiation import Negotiator
+from .predictors import predictor, signature_from_sklearn
+from .service import Service, State
 
 __all__ = [
+    "CompositeMonitor",
     "DeadlineExceededError",
     "DecodeError",
     "EncodeError",
     "IntegrityError",
+    "LogMonitor",
     "ModelDeployError",
     "ModelLoadError",
     "ModelNotFoundError",
     "Monitor",
+    "MonitorFailed",
     "Negotiator",
     "NotAcceptableError",
     "NotReadyError",
@@ -48,16 +54,21 @@ __all__ = [
     "PayloadTooLargeError",
     "PredictionError",
     "Predictor",
+    "PrometheusMonitor",
     "Request",
     "RequestError",
     "Response",
     "Serializer",
+    "Service",
     "ServiceError",
     "Signature",
+    "State",
     "TensorSpec",
     "UnsupportedMediaTypeError",
     "UntrustedPayloadError",
     "ValidationError",
     "VersionNotFoundError",
     "__version__",
+    "predictor",
+    "signature_from_sklearn",
 ]

@@ -25,6 +25,7 @@ from .errors import (
     PredictionError,
 )
 from .interfaces import Predictor
+from .serializers._base import numpy_or_none
 
 logger = logging.getLogger("modeldeploy")
 
@@ -151,13 +152,16 @@ class Deployment:
 BatchHook = Callable[[Deployment, int, float, float], None]
 
 
-def execute(jobs: Sequence[Job], on_batch: BatchHook | None) -> list[tuple[bool, Any]]:
+def execute(
+    jobs: Sequence[Job], on_batch: BatchHook | None, batching: Batching | None = None
+) -> list[tuple[bool, Any]]:
     """
     Compute one batch of jobs on one deployment; never raises.
 
     Returns one ``(ok, value_or_error)`` per job, in order. Jobs whose deadline
     passed are not computed. A model exception becomes PredictionError with
-    the cause chained; a result of the wrong length fails the whole batch.
+    the cause chained; when a batch of several raises, it is retried in halves
+    until the failing items are found, so the others still get their answers.
     """
     now = _monotonic()
     results: list[tuple[bool, Any]] = [(False, None)] * len(jobs)
@@ -170,39 +174,135 @@ def execute(jobs: Sequence[Job], on_batch: BatchHook | None) -> list[tuple[bool,
     if not live:
         return results
     model = jobs[live[0]].model
+    deadlines = [d for d in (jobs[i].deadline for i in live) if d is not None]
     try:
-        instance = model.replicas.acquire(jobs[live[0]].deadline)
+        instance = model.replicas.acquire(min(deadlines) if deadlines else None)
     except ModelDeployError as exc:
         for index in live:
             results[index] = (False, exc)
         return results
     started = time.perf_counter()
     try:
-        outputs = instance.predict([jobs[i].item for i in live])
-        if len(outputs) != len(live):
-            raise PredictionError(
-                f"model returned {len(outputs)} results for a batch of {len(live)}"
-            )
-    except ModelDeployError as exc:
-        error: ModelDeployError | None = exc
-    except Exception as exc:
-        error = PredictionError(f"model {model.name!r} failed: {type(exc).__name__}")
-        error.__cause__ = exc
-        logger.error("model %s version %s raised", model.name, model.version, exc_info=exc)
-    else:
-        error = None
+        _compute(instance, model, jobs, live, results, batching)
     finally:
         model.replicas.release(instance)
-    compute_s = time.perf_counter() - started
-    if error is not None:
-        for index in live:
-            results[index] = (False, error)
-    else:
-        for index, output in zip(live, outputs, strict=True):
-            results[index] = (True, output)
     if on_batch is not None:
+        compute_s = time.perf_counter() - started
         on_batch(model, len(live), now - jobs[live[0]].enqueued, compute_s)
     return results
+
+
+def _compute(
+    instance: Predictor,
+    model: Deployment,
+    jobs: Sequence[Job],
+    indices: list[int],
+    results: list[tuple[bool, Any]],
+    batching: Batching | None,
+) -> None:
+    items = [jobs[i].item for i in indices]
+    try:
+        if batching is None:
+            outputs = instance.predict(items)
+            if len(outputs) != len(items):
+                raise _WrongLengthError(len(outputs), len(items))
+        else:
+            batch, sizes = batching.collate(items)
+            outputs = batching.split(instance.predict(batch), sizes)
+    except _WrongLengthError as exc:
+        error: ModelDeployError = PredictionError(str(exc))
+        error.__cause__ = exc
+    except Exception as exc:
+        if len(indices) > 1:  # isolate the failing items: retry each half
+            middle = len(indices) // 2
+            _compute(instance, model, jobs, indices[:middle], results, batching)
+            _compute(instance, model, jobs, indices[middle:], results, batching)
+            return
+        if isinstance(exc, ModelDeployError):
+            error = exc
+        else:
+            error = PredictionError(f"model {model.name!r} failed: {type(exc).__name__}")
+            error.__cause__ = exc
+            logger.error("model %s version %s raised", model.name, model.version, exc_info=exc)
+    else:
+        for index, output in zip(indices, outputs, strict=True):
+            results[index] = (True, output)
+        return
+    for index in indices:
+        results[index] = (False, error)
+
+
+class _WrongLengthError(Exception):
+    def __init__(self, got: int, expected: int) -> None:
+        super().__init__(f"model returned {got} results for a batch of {expected}")
+
+
+class Batching:
+    """
+    How a worker groups queued jobs into one model call.
+
+    Args:
+        max_batch_size: Most jobs in one call.
+        max_batch_delay: Seconds a batch may wait for more jobs after its
+            first job was queued.
+        rows: ``False``: each job is one item; same-shape NumPy arrays are
+            stacked into one array, anything else is passed as a list.
+            ``True``: each job is an array of rows; they are concatenated
+            and the outputs split back by row counts.
+        collate: Custom ``items -> (batch, sizes)``; overrides the above.
+        split: Custom ``(outputs, sizes) -> per-job outputs``.
+    """
+
+    def __init__(
+        self,
+        max_batch_size: int,
+        max_batch_delay: float,
+        *,
+        rows: bool = False,
+        collate: Callable[[list[Any]], tuple[Any, Any]] | None = None,
+        split: Callable[[Any, Any], Sequence[Any]] | None = None,
+    ) -> None:
+        self.max_batch_size = max_batch_size
+        self.max_batch_delay = max_batch_delay
+        self.rows = rows
+        self._collate = collate
+        self._split = split
+
+    def collate(self, items: list[Any]) -> tuple[Any, Any]:
+        """Turn the jobs' items into one model input; return it and what split needs."""
+        if self._collate is not None:
+            return self._collate(items)
+        np = numpy_or_none()
+        if self.rows:
+            if np is None:  # pragma: no cover - rows mode is documented as NumPy only
+                raise PredictionError("batching rows needs numpy")
+            sizes = [len(item) for item in items]
+            return np.concatenate(items), sizes
+        first = items[0]
+        if np is not None and isinstance(first, np.ndarray):
+            shape, dtype = first.shape, first.dtype
+            if all(
+                isinstance(i, np.ndarray) and i.shape == shape and i.dtype == dtype for i in items
+            ):
+                return np.stack(items), len(items)
+        return items, len(items)
+
+    def split(self, outputs: Sequence[Any], sizes: Any) -> Sequence[Any]:
+        """Give each job its share of the model's outputs; raise on a length mismatch."""
+        if self._split is not None:
+            return self._split(outputs, sizes)
+        if isinstance(sizes, int):
+            if len(outputs) != sizes:
+                raise _WrongLengthError(len(outputs), sizes)
+            return outputs
+        if len(outputs) != sum(sizes):
+            raise _WrongLengthError(len(outputs), sum(sizes))
+        shares = []
+        offset = 0
+        for size in sizes:
+            shares.append(outputs[offset : offset + size])
+            offset += size
+        return shares
 
 
 class WorkerPool:
@@ -223,7 +323,9 @@ class WorkerPool:
         on_batch: BatchHook | None,
         on_done: Callable[[Job, bool, Any], None] | None,
         name: str,
+        batching: Batching | None = None,
     ) -> None:
+        self._batching = batching
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._admission = admission
         self._on_batch = on_batch
@@ -245,16 +347,45 @@ class WorkerPool:
 
     def _work(self) -> None:
         get = self._queue.get
+        batching = self._batching
         while True:
             job = get()
             if job is self._STOP:
                 return
-            future = job.future
-            if future is not None and not future.set_running_or_notify_cancel():
-                self._admission.release()  # cancelled by its caller before it ran
-                continue
-            ((ok, value),) = execute((job,), self._on_batch)
-            self._finish(job, ok, value)
+            jobs = [job] if batching is None else self._collect(job, batching)
+            runnable = []
+            for job in jobs:
+                future = job.future
+                if future is not None and not future.set_running_or_notify_cancel():
+                    self._admission.release()  # cancelled by its caller before it ran
+                else:
+                    runnable.append(job)
+            if runnable:
+                results = execute(runnable, self._on_batch, batching)
+                for job, (ok, value) in zip(runnable, results, strict=True):
+                    self._finish(job, ok, value)
+
+    def _collect(self, first: Job, batching: Batching) -> list[Any]:
+        """Take up to max_batch_size jobs, waiting at most max_batch_delay after the first."""
+        jobs = [first]
+        # wait no longer than the delay after the first was queued, nor past any deadline
+        until = first.enqueued + batching.max_batch_delay
+        if first.deadline is not None:
+            until = min(until, first.deadline)
+        get = self._queue.get
+        while len(jobs) < batching.max_batch_size:
+            remaining = until - _monotonic()
+            try:
+                job = get(timeout=remaining) if remaining > 0 else get(block=False)
+            except queue.Empty:
+                break
+            if job is self._STOP:
+                self._queue.put(job)  # leave it for this or another worker's next turn
+                break
+            jobs.append(job)
+            if job.deadline is not None and job.deadline < until:
+                until = job.deadline
+        return jobs
 
     def _finish(self, job: Job, ok: bool, value: Any) -> None:
         future = job.future

@@ -23,7 +23,7 @@ from concurrent.futures import TimeoutError as FutureTimeoutError
 from types import TracebackType
 from typing import Any
 
-from ._workers import Admission, Deployment, Job, Replicas, WorkerPool, execute
+from ._workers import Admission, Batching, Deployment, Job, Replicas, WorkerPool, execute
 from .errors import (
     DeadlineExceededError,
     ModelDeployError,
@@ -99,6 +99,15 @@ class Service:
         max_body_size: Bytes :meth:`handle` accepts in a body.
         warmup: An input predicted once on each replica by :meth:`start`.
         retry_after: Seconds suggested to a client refused with OverloadedError.
+        max_batch_size: Most queued requests one model call computes together
+            (dynamic batching; needs ``workers >= 1`` and a batched predictor
+            to pay off). ``1`` turns batching off.
+        max_batch_delay: Seconds a batch may wait for more requests after its
+            first one was queued; never past the earliest deadline in it.
+        batch_rows: Each request is an array of rows (not one item): requests
+            are concatenated along the first axis and outputs split back.
+        collate: Custom ``items -> (batch, sizes)`` for batching.
+        split: Custom ``(outputs, sizes) -> one output per request``.
 
     .. versionadded:: 0.1.0
     """
@@ -118,6 +127,11 @@ class Service:
         max_body_size: int = DEFAULT_MAX_SIZE,
         warmup: Any = None,
         retry_after: float = 1.0,
+        max_batch_size: int = 1,
+        max_batch_delay: float = 0.0,
+        batch_rows: bool = False,
+        collate: Callable[[list[Any]], tuple[Any, Any]] | None = None,
+        split: Callable[[Any, Any], Sequence[Any]] | None = None,
     ) -> None:
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
@@ -127,6 +141,20 @@ class Service:
             raise ValueError(f"max_queue must be >= 1, got {max_queue}")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be > 0 or None, got {timeout}")
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if max_batch_delay < 0:
+            raise ValueError(f"max_batch_delay must be >= 0, got {max_batch_delay}")
+        batching_asked = max_batch_size > 1 or batch_rows or collate is not None
+        if batching_asked and workers == 0:
+            raise ValueError("dynamic batching needs workers >= 1: inline calls have no queue")
+        self._batching = (
+            Batching(
+                max_batch_size, max_batch_delay, rows=batch_rows, collate=collate, split=split
+            )
+            if batching_asked
+            else None
+        )
         self._predictor: Predictor = (
             model if isinstance(model, Predictor) else make_predictor(model)
         )
@@ -206,6 +234,7 @@ class Service:
                 self._on_batch,
                 self._on_job_done if self._observe_requests else None,
                 name=f"modeldeploy-{self.name}",
+                batching=self._batching,
             )
         for monitor in self._monitors:
             track = getattr(monitor, "track_queue", None)

@@ -46,6 +46,16 @@ class EchoPredictor:
         self.loads = 0
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # locks do not copy: a replica (a deep copy) gets its own
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def load(self) -> None:
         """Count the call."""
         self.loads += 1

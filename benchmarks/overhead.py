@@ -1,0 +1,170 @@
+"""
+What the Service adds to a model call (issue #4), each figure beside its limit.
+
+1. ``handle`` of a msgpack request (64 float32 features) for a small NumPy MLP
+   (64 -> 256 -> 10), inline, Prometheus monitor on, vs the bare
+   ``packb(model(unpackb(body)))`` with the same model function. Target <= 1.5x.
+2. The same with an identity model: the time ``handle`` adds, as a multiple of
+   the metric updates themselves (one Histogram.observe + one Counter.inc).
+   Target <= 3x.
+3. ``submit(x).result()`` through the pool vs a bare
+   ``ThreadPoolExecutor.submit(...).result()``. Target <= 1.2x.
+4. Overload at 10x capacity: time to reject with OverloadedError (p99 < 1 ms)
+   and process RSS before and after.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import msgpack
+import numpy as np
+from _harness import QUICK, machine, per_call, percentiles, table, us, write_section
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+import modeldeploy as md
+from modeldeploy.monitors import PrometheusMonitor
+from modeldeploy.testing import GatedPredictor
+
+
+def mlp(n_in: int, n_hidden: int, n_out: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    w1 = rng.standard_normal((n_in, n_hidden), dtype=np.float32) / np.sqrt(n_in)
+    w2 = rng.standard_normal((n_hidden, n_out), dtype=np.float32) / np.sqrt(n_hidden)
+
+    def forward(x):
+        return np.maximum(np.asarray(x, dtype=np.float32) @ w1, 0) @ w2
+
+    return forward
+
+
+def rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def handle_vs_bare(model, label: str) -> tuple[float, float]:
+    body = msgpack.packb([float(v) for v in np.linspace(-1, 1, 64, dtype=np.float32)])
+
+    def bare():
+        return msgpack.packb(model(msgpack.unpackb(body)))
+
+    service = md.Service(
+        md.predictor(model),
+        serializers=[md.serializers.get("msgpack")],
+        monitors=[PrometheusMonitor(registry=CollectorRegistry())],
+        workers=0,
+    ).start()
+    request = md.Request(body, content_type="application/msgpack", accept="application/msgpack")
+    response = service.handle(request)
+    assert response.status == 200, response.body
+    assert msgpack.unpackb(response.body) == msgpack.unpackb(bare()), label
+    ours = per_call(lambda: service.handle(request))
+    limit = per_call(bare)
+    service.close()
+    return ours, limit
+
+
+def metric_updates() -> float:
+    registry = CollectorRegistry()
+    histogram = Histogram("h_seconds", "h", ["model"], registry=registry).labels("m")
+    counter = Counter("c", "c", ["model"], registry=registry).labels("m")
+
+    def update():
+        histogram.observe(0.001)
+        counter.inc()
+
+    return per_call(update)
+
+
+def pool_vs_executor() -> tuple[float, float]:
+    def identity(x):
+        return x
+
+    with ThreadPoolExecutor(1) as executor:
+        limit = per_call(lambda: executor.submit(identity, 1).result())
+    with md.Service(md.predictor(identity), workers=1) as service:
+        ours = per_call(lambda: service.submit(1).result())
+    return ours, limit
+
+
+def overload() -> tuple[list[float], int, int]:
+    capacity = 64
+    model = GatedPredictor()
+    service = md.Service(model, workers=1, max_queue=capacity).start()
+    held = [service.submit(i) for i in range(capacity)]
+    samples = []
+    before = rss_kib()
+    attempts = capacity * 10 * (10 if QUICK else 100)
+    for i in range(attempts):
+        started = time.perf_counter()
+        try:
+            service.submit(i)
+        except md.OverloadedError:
+            samples.append(time.perf_counter() - started)
+    after = rss_kib()
+    model.open()
+    for future in held:
+        future.result()
+    service.close()
+    assert len(samples) == attempts
+    return samples, before, after
+
+
+def main() -> None:
+    tiny = mlp(64, 256, 10)
+    ours_mlp, bare_mlp = handle_vs_bare(lambda x: tiny(x).tolist(), "mlp")
+    ours_id, bare_id = handle_vs_bare(lambda x: x, "identity")
+    metrics = metric_updates()
+    ours_pool, bare_pool = pool_vs_executor()
+    rejections, rss_before, rss_after = overload()
+    p50, p99 = percentiles(rejections, 50, 99)
+    added = ours_id - bare_id
+    rows = [
+        [
+            "`handle`, msgpack, MLP 64-256-10, inline, Prometheus on",
+            us(ours_mlp),
+            f"bare `packb(model(unpackb(body)))`: {us(bare_mlp)}",
+            f"{ours_mlp / bare_mlp:.2f}x",
+            "<= 1.5x",
+        ],
+        [
+            "time `handle` adds, identity model",
+            us(added),
+            f"one Histogram.observe + one Counter.inc: {us(metrics)}",
+            f"{added / metrics:.2f}x",
+            "<= 3x",
+        ],
+        [
+            "`submit(x).result()`, 1 worker",
+            us(ours_pool),
+            f"bare `ThreadPoolExecutor.submit().result()`: {us(bare_pool)}",
+            f"{ours_pool / bare_pool:.2f}x",
+            "<= 1.2x",
+        ],
+        [
+            "reject with OverloadedError at 10x capacity, p50 / p99",
+            f"{us(p50)} / {us(p99)}",
+            "1 ms",
+            f"{p99 / 1e-3:.3f}x",
+            "p99 < 1 ms",
+        ],
+        [
+            f"max RSS over {len(rejections):,} rejections",
+            f"{rss_before:,} -> {rss_after:,} KiB",
+            "flat",
+            f"+{rss_after - rss_before:,} KiB",
+            "flat",
+        ],
+    ]
+    write_section(
+        "overhead",
+        "## Service overhead (`benchmarks/overhead.py`)\n\n"
+        f"{machine()}; times in microseconds per call, best of 5 runs.\n\n"
+        + table(["what", "ours (us)", "limit, same run (us)", "ratio", "target"], rows),
+    )
+
+
+if __name__ == "__main__":
+    main()
