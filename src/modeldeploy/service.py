@@ -442,7 +442,47 @@ class Service:
             self._observe_end(request_id, started, error)
         return response
 
-    def _handle(self, request: Request, request_id: str) -> Response:
+    async def ahandle(self, request: Request) -> Response:
+        """
+        :meth:`handle` for asyncio: the same flow, never blocking the event loop.
+
+        The model's answer is awaited, not waited for; with ``workers=0`` the
+        whole of :meth:`handle` runs in the loop's default executor.
+
+        .. versionadded:: 0.1.0
+        """
+        if self._pool is None:
+            return await asyncio.get_running_loop().run_in_executor(None, self.handle, request)
+        started = _perf_counter()
+        request_id = request.headers.get("x-request-id") or self._new_id()
+        if self._observe_requests:
+            self._monitor.on_request_start(RequestStarted(self.name, self.version, request_id))
+        try:
+            deployment, encoder, x, deadline = self._prepare(request)
+            self._admission.acquire()
+            future: Future[Any] = Future()
+            self._pool.put(Job(deployment, x, deadline, future))
+            value = await _await(future, deadline)
+            response = Response(
+                200,
+                {"content-type": encoder.media_type, "x-request-id": request_id},
+                encoder.dumps(value),
+            )
+            error = None
+        except ModelDeployError as exc:
+            error = exc
+        except Exception as exc:
+            logger.exception("unexpected error handling request %s", request_id)
+            error = PredictionError("internal error")
+            error.__cause__ = exc
+        if error is not None:
+            response = _error_response(error, request_id)
+        if self._observe_requests:
+            self._observe_end(request_id, started, error)
+        return response
+
+    def _prepare(self, request: Request) -> tuple[Deployment, Serializer, Any, float | None]:
+        """Check, decode and validate a request: everything before the queue."""
         body = request.body
         size = body.nbytes if isinstance(body, memoryview) else len(body)
         if size > self.max_body_size:
@@ -456,6 +496,10 @@ class Service:
         deadline = request.deadline
         if deadline is None and self.timeout is not None:
             deadline = _monotonic() + self.timeout
+        return deployment, encoder, x, deadline
+
+    def _handle(self, request: Request, request_id: str) -> Response:
+        deployment, encoder, x, deadline = self._prepare(request)
         self._admission.acquire()
         if self._pool is None:
             ok, value = self._run_inline(Job(deployment, x, deadline, None))
@@ -519,4 +563,14 @@ def _wait(future: Future[Any], deadline: float | None) -> Any:
     try:
         return future.result(timeout)
     except FutureTimeoutError:
+        raise DeadlineExceededError("deadline passed waiting for the model") from None
+
+
+async def _await(future: Future[Any], deadline: float | None) -> Any:
+    wrapped = asyncio.wrap_future(future)
+    if deadline is None:
+        return await wrapped
+    try:
+        return await asyncio.wait_for(wrapped, max(deadline - _monotonic(), 0.0))
+    except asyncio.TimeoutError:
         raise DeadlineExceededError("deadline passed waiting for the model") from None
