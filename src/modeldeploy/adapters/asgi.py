@@ -1,0 +1,179 @@
+"""
+The ASGI 3 adapter: serve a Service with uvicorn, hypercorn or any ASGI server.
+
+Pure ASGI, no framework: ``http`` requests go to :meth:`HTTPApp.acall`, and the
+``lifespan`` protocol starts the services on startup and closes them on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from modeldeploy.errors import PayloadTooLargeError
+from modeldeploy.http import HTTPApp
+from modeldeploy.messages import Response
+from modeldeploy.service import Service, State
+
+__all__ = ["ASGIApp", "asgi"]
+
+logger = logging.getLogger("modeldeploy")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+"""
+The type of an ASGI 3 application: ``async def app(scope, receive, send)``.
+
+.. versionadded:: 0.1.0
+"""
+
+
+def asgi(target: Service | HTTPApp) -> ASGIApp:
+    """
+    Return an ASGI 3 application serving *target*.
+
+    Requests are answered by :meth:`HTTPApp.acall`: the model runs on the
+    service's worker threads (or, with ``workers=0``, the loop's default
+    executor), never on the event loop. A body over the app's ``max_body_size``
+    is refused with 413 from its ``Content-Length``, or as soon as the
+    streamed body passes the limit, without reading the rest.
+
+    On lifespan startup every service not started yet is started (a failure is
+    reported to the server as ``lifespan.startup.failed``); on shutdown every
+    service is closed, after finishing the requests it accepted. A server run
+    without lifespan starts them on the first request instead.
+
+    Args:
+        target: A :class:`~modeldeploy.Service` (served alone) or an
+            :class:`~modeldeploy.http.HTTPApp`.
+
+    Example:
+        ``uvicorn myapp:app`` with ``app = modeldeploy.adapters.asgi(service)``.
+
+    .. versionadded:: 0.1.0
+    """
+    return _ASGIApp(target if isinstance(target, HTTPApp) else HTTPApp(target))
+
+
+def _encode_headers(response: Response) -> list[tuple[bytes, bytes]]:
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+    raw.append((b"content-length", str(len(response.body)).encode("latin-1")))
+    return raw
+
+
+async def _respond(send: Send, response: Response) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": _encode_headers(response),
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+class _ASGIApp:
+    """The application :func:`asgi` returns; an instance is the ASGI callable."""
+
+    def __init__(self, app: HTTPApp) -> None:
+        self.app = app
+        self._acall = app.acall
+        self._max_body_size = app.max_body_size
+        self._unstarted = True
+        self._start_lock: asyncio.Lock | None = None
+
+    def __repr__(self) -> str:
+        return f"asgi({self.app!r})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            # closing before accepting refuses the handshake (403)
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._unstarted:
+            await self._start()
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        path: str = scope["path"]
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self._max_body_size:
+            await self._too_large(send, path, int(length))
+            return
+        message = await receive()
+        if message["type"] != "http.request":
+            return  # the client left
+        body: bytes = message.get("body", b"")
+        if message.get("more_body", False):
+            chunks = [body]
+            size = len(body)
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self._max_body_size:
+                    await self._too_large(send, path, size)
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+        response = await self._acall(
+            scope["method"], path, headers, body, scope.get("query_string", b"").decode("latin-1")
+        )
+        await _respond(send, response)
+
+    async def _too_large(self, send: Send, path: str, size: int) -> None:
+        error = PayloadTooLargeError(
+            f"body of {size} bytes is over the limit of {self._max_body_size}"
+        )
+        await _respond(send, self.app.error(path, error))
+
+    async def _start(self) -> str | None:
+        """Start every service not started yet; return the first failure's message."""
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        failure = None
+        async with self._start_lock:
+            if not self._unstarted:
+                return None
+            self._unstarted = False
+            for service in self.app.services.values():
+                if service.state is State.NEW:
+                    try:
+                        # loading blocks: keep the loop free for other connections
+                        await asyncio.to_thread(service.start)
+                    except Exception as exc:
+                        # the service is now failed: its routes answer 503, health says so
+                        logger.exception("starting model %s failed", service.name)
+                        failure = failure or str(exc)
+        return failure
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "lifespan.startup":
+                failure = await self._start()
+                if failure is not None:
+                    await send({"type": "lifespan.startup.failed", "message": failure})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif kind == "lifespan.shutdown":
+                for service in self.app.services.values():
+                    await asyncio.to_thread(service.close)
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,419 @@
+"""
+The HTTP core every HTTP adapter calls: one request in, one :class:`Response` out.
+
+:class:`HTTPApp` routes a request (method, path, lower-case headers, body) to the
+right :class:`~modeldeploy.Service`: the Open Inference Protocol (KServe V2) REST
+API, the plain ``/predict`` route with content negotiation, and ``/metrics``. It
+knows no web framework; the ASGI, WSGI and Flask adapters only translate their
+server's request into this call and write the response back.
+
+Routes:
+
+========  ===========================================  ======================================
+method    path                                         answer
+========  ===========================================  ======================================
+GET       ``/v2/health/live``                          200, or 400 once a service failed
+GET       ``/v2/health/ready``                         200 when every service is ready, else 400
+GET       ``/v2``                                      server metadata
+GET       ``/v2/models/{name}[/versions/{v}]``         model metadata
+GET       ``/v2/models/{name}[/versions/{v}]/ready``   200 or 400
+POST      ``/v2/models/{name}[/versions/{v}]/infer``   V2 inference, JSON and binary tensors
+POST      ``/predict``                                 :meth:`Service.handle` (one service only)
+POST      ``/models/{name}/predict``                   :meth:`Service.handle`
+GET       ``/metrics``                                 Prometheus or OpenMetrics exposition
+========  ===========================================  ======================================
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from . import v2
+from .errors import (
+    ModelDeployError,
+    ModelNotFoundError,
+    PayloadTooLargeError,
+    RequestError,
+    ValidationError,
+    VersionNotFoundError,
+)
+from .messages import Request, Response
+from .service import Service
+
+__all__ = ["TIMEOUT_HEADER", "HTTPApp"]
+
+logger = logging.getLogger("modeldeploy")
+
+TIMEOUT_HEADER: Final = "x-request-timeout"
+"""
+Request header giving the seconds a request may take (``0.25``); the service's
+``timeout`` applies without it.
+
+.. versionadded:: 0.1.0
+"""
+
+_monotonic = time.monotonic
+_JSON: Final = "application/json"
+_JSON_HEADERS: Final[Mapping[str, str]] = MappingProxyType({"content-type": _JSON})
+_NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
+_LIVE_OK: Final = Response(200, _NO_HEADERS, b"")
+# the protocol: "a 200 status code indicates true and a 4xx status code indicates false"
+_FALSE: Final = Response(400, _NO_HEADERS, b"")
+_INTERNAL_V2: Final = Response(500, _JSON_HEADERS, b'{"error":"internal error"}')
+_INTERNAL_PLAIN: Final = Response(
+    500, _JSON_HEADERS, b'{"error":{"code":"internal","message":"internal error"}}'
+)
+_NOT_FOUND_V2: Final = Response(404, _JSON_HEADERS, b'{"error":"not found"}')
+_NOT_FOUND_PLAIN: Final = Response(
+    404, _JSON_HEADERS, b'{"error":{"code":"not_found","message":"not found"}}'
+)
+_V2_PREFIX: Final = "/v2"  # also matches "/v2" itself
+_MODELS_V2: Final = "/v2/models/"
+_MODELS_PLAIN: Final = "/models/"
+
+# route kinds; the fixed paths map straight to one
+_LIVE, _READY, _SERVER_META, _METRICS, _PREDICT = range(5)
+_MODEL_META, _MODEL_READY, _INFER = range(5, 8)
+_FIXED: Final[Mapping[str, tuple[str, int]]] = MappingProxyType(
+    {
+        "/v2/health/live": ("GET", _LIVE),
+        "/v2/health/ready": ("GET", _READY),
+        "/v2": ("GET", _SERVER_META),
+        "/metrics": ("GET", _METRICS),
+        "/predict": ("POST", _PREDICT),
+    }
+)
+# /v2/models/{name}/<tail>, /v2/models/{name}/versions/{v}/<tail>
+_MODEL_TAILS: Final[Mapping[str, tuple[str, int]]] = MappingProxyType(
+    {"": ("GET", _MODEL_META), "ready": ("GET", _MODEL_READY), "infer": ("POST", _INFER)}
+)
+
+# a route resolved to a model call: (is it V2 infer, the service)
+_Call = tuple[bool, Service]
+
+
+def _parse_timeout(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise RequestError(f"{TIMEOUT_HEADER} must be a positive number of seconds")
+    return seconds
+
+
+def _timeout(headers: Mapping[str, str]) -> float | None:
+    value = headers.get(TIMEOUT_HEADER)
+    return None if value is None else _parse_timeout(value)
+
+
+def _v2_error(error: ModelDeployError) -> Response:
+    # the protocol's "bad request" is 400: a request that does not fit the model is one
+    status = 400 if isinstance(error, ValidationError) else error.http_status
+    body = v2.dumps_json(v2.error_body(error))
+    extra = error.headers()
+    headers = {"content-type": _JSON, **extra} if extra else _JSON_HEADERS
+    return Response(status, headers, body)
+
+
+def _plain_error(error: ModelDeployError) -> Response:
+    # the same body Service.handle writes: {"error": {"code", "message"}}
+    body = v2.dumps_json({"error": error.to_dict()})
+    extra = error.headers()
+    headers = {"content-type": _JSON, **extra} if extra else _JSON_HEADERS
+    return Response(error.http_status, headers, body)
+
+
+def _not_allowed(allowed: str, v2_route: bool) -> Response:
+    body = (
+        b'{"error":"method not allowed"}'
+        if v2_route
+        else b'{"error":{"code":"method_not_allowed","message":"method not allowed"}}'
+    )
+    return Response(405, {"content-type": _JSON, "allow": allowed}, body)
+
+
+class HTTPApp:
+    """
+    Routes one HTTP request to the right :class:`~modeldeploy.Service`.
+
+    Every framework adapter calls an instance: the ASGI and WSGI apps of
+    :mod:`modeldeploy.adapters`, the Flask blueprint, a handler of your own.
+    It never raises: every failure becomes a JSON error response, and an
+    unexpected exception a 500 with no detail (it is logged).
+
+    Args:
+        services: The service, or services, to serve; names must differ.
+        registry: The Prometheus registry ``/metrics`` exposes. Defaults to
+            ``prometheus_client.REGISTRY``, or, when ``PROMETHEUS_MULTIPROC_DIR``
+            is set (several worker processes), a fresh registry with a
+            ``MultiProcessCollector`` per scrape.
+        max_body_size: Largest request body in bytes; adapters refuse a larger
+            one with 413 before reading it. Defaults to the largest
+            ``max_body_size`` of the services.
+
+    Attributes:
+        services: Service name to service.
+        max_body_size: The body limit adapters enforce.
+
+    Raises:
+        ValueError: No service, or two with the same name.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        services: Service | Iterable[Service],
+        *,
+        registry: CollectorRegistry | None = None,
+        max_body_size: int | None = None,
+    ) -> None:
+        if isinstance(services, Service):
+            services = [services]
+        self.services: dict[str, Service] = {}
+        for service in services:
+            if service.name in self.services:
+                raise ValueError(f"two services are named {service.name!r}")
+            self.services[service.name] = service
+        if not self.services:
+            raise ValueError("HTTPApp needs at least one service")
+        if max_body_size is None:
+            max_body_size = max(s.max_body_size for s in self.services.values())
+        elif max_body_size < 0:
+            raise ValueError(f"max_body_size must be >= 0, got {max_body_size}")
+        self.max_body_size: int = max_body_size
+        self._registry = registry
+        self._multiprocess = registry is None and bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        # /predict is unambiguous only with one service
+        self._single = next(iter(self.services.values())) if len(self.services) == 1 else None
+        self._server_metadata = Response(200, _JSON_HEADERS, v2.dumps_json(v2.server_metadata()))
+
+    def __repr__(self) -> str:
+        return f"HTTPApp(services={list(self.services)!r})"
+
+    # -- the two entry points ------------------------------------------------------
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes | memoryview,
+        query: str = "",
+    ) -> Response:
+        """
+        Answer one request on this thread; never raises.
+
+        Args:
+            method: The HTTP method, upper case.
+            path: The URL path, percent-decoded, without the query string.
+            headers: Request headers with lower-case names.
+            body: The request body.
+            query: The raw query string (no route reads it yet).
+
+        Returns:
+            The response to write; header names may be in any case.
+        """
+        try:
+            resolved = self._resolve(method, path, headers, body)
+            if type(resolved) is Response:
+                return resolved
+            infer, service = resolved  # type: ignore[misc]
+            if infer:
+                return self._infer(service, headers, body)
+            return service.handle(self._predict_request(headers, body))
+        except ModelDeployError as exc:
+            return self.error(path, exc)
+        except Exception:
+            return self._internal(method, path)
+
+    async def acall(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes | memoryview,
+        query: str = "",
+    ) -> Response:
+        """
+        Answer one request from a coroutine; the model never runs on the event loop.
+
+        Takes the arguments of :meth:`__call__`. Predictions go through
+        :meth:`Service.apredict` and :meth:`Service.ahandle`, so a slow model
+        blocks no other request; decoding and encoding run on the loop.
+        """
+        try:
+            resolved = self._resolve(method, path, headers, body)
+            if type(resolved) is Response:
+                return resolved
+            infer, service = resolved  # type: ignore[misc]
+            if infer:
+                return await self._ainfer(service, headers, body)
+            return await service.ahandle(self._predict_request(headers, body))
+        except ModelDeployError as exc:
+            return self.error(path, exc)
+        except Exception:
+            return self._internal(method, path)
+
+    def error(self, path: str, error: ModelDeployError) -> Response:
+        """
+        Return the error response a request to *path* gets for *error*.
+
+        For adapters that refuse a request before calling the app (a body
+        over :attr:`max_body_size` is refused before it is read): V2 routes
+        answer ``{"error": message}``, the others ``{"error": {"code", "message"}}``.
+
+        Args:
+            path: The request's path; it picks the error body's form.
+            error: The error to answer with.
+        """
+        return _v2_error(error) if path.startswith(_V2_PREFIX) else _plain_error(error)
+
+    # -- routing -----------------------------------------------------------------------
+
+    def _resolve(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes | memoryview
+    ) -> Response | _Call:
+        """Answer every route but the model calls, which come back as ``(infer, service)``."""
+        size = body.nbytes if isinstance(body, memoryview) else len(body)
+        if size > self.max_body_size:
+            raise PayloadTooLargeError(
+                f"body of {size} bytes is over the limit of {self.max_body_size}"
+            )
+        fixed = _FIXED.get(path)
+        if fixed is not None:
+            allowed, kind = fixed
+            if method != allowed:
+                return _not_allowed(allowed, path.startswith(_V2_PREFIX))
+            if kind == _PREDICT:
+                if self._single is None:
+                    return _NOT_FOUND_PLAIN
+                return False, self._single
+            if kind == _LIVE:
+                return _LIVE_OK if all(s.health() for s in self.services.values()) else _FALSE
+            if kind == _READY:
+                return _LIVE_OK if all(s.ready() for s in self.services.values()) else _FALSE
+            if kind == _SERVER_META:
+                return self._server_metadata
+            return self._metrics(headers)
+        if path.startswith(_MODELS_V2):
+            return self._resolve_v2_model(method, path[len(_MODELS_V2) :])
+        if path.startswith(_MODELS_PLAIN):
+            name, sep, tail = path[len(_MODELS_PLAIN) :].partition("/")
+            if not (name and sep and tail == "predict"):
+                return _NOT_FOUND_PLAIN
+            if method != "POST":
+                return _not_allowed("POST", False)
+            return False, self._service(name, None)
+        return _NOT_FOUND_V2 if path.startswith(_V2_PREFIX) else _NOT_FOUND_PLAIN
+
+    def _resolve_v2_model(self, method: str, rest: str) -> Response | _Call:
+        parts = rest.split("/")
+        count = len(parts)
+        version = None
+        if count == 1:
+            tail = ""
+        elif count == 2:
+            tail = parts[1]
+        elif count in (3, 4) and parts[1] == "versions" and parts[2]:
+            version = parts[2]
+            tail = parts[3] if count == 4 else ""
+        else:
+            return _NOT_FOUND_V2
+        route = _MODEL_TAILS.get(tail)
+        if route is None or not parts[0] or (count == 2 and not tail):
+            return _NOT_FOUND_V2
+        allowed, kind = route
+        if method != allowed:
+            return _not_allowed(allowed, True)
+        service = self._service(parts[0], version)
+        if kind == _INFER:
+            return True, service
+        if kind == _MODEL_READY:
+            return _LIVE_OK if service.ready() else _FALSE
+        body = v2.model_metadata(service.name, service.signature, versions=[service.version])
+        return Response(200, _JSON_HEADERS, v2.dumps_json(body))
+
+    def _service(self, name: str, version: str | None) -> Service:
+        service = self.services.get(name)
+        if service is None:
+            raise ModelNotFoundError(f"no model named {name!r}")
+        if version is not None and version != service.version:
+            raise VersionNotFoundError(f"model {name!r} has no version {version!r}")
+        return service
+
+    # -- routes ------------------------------------------------------------------------
+
+    def _predict_request(self, headers: Mapping[str, str], body: bytes | memoryview) -> Request:
+        timeout = headers.get(TIMEOUT_HEADER)
+        return Request(
+            body,
+            headers.get("content-type") or _JSON,
+            headers.get("accept") or "*/*",
+            headers,
+            None if timeout is None else _monotonic() + _parse_timeout(timeout),
+        )
+
+    def _v2_decode(
+        self, service: Service, headers: Mapping[str, str], body: bytes | memoryview
+    ) -> tuple[v2.InferRequest, Any, float | None]:
+        timeout = _timeout(headers)
+        header_length = v2.parse_header_length(headers.get("inference-header-content-length"))
+        request = v2.decode_infer_request(
+            body, header_length, max_body_size=min(service.max_body_size, self.max_body_size)
+        )
+        return request, v2.inputs_for_predictor(request, service.signature), timeout
+
+    def _v2_encode(self, service: Service, request: v2.InferRequest, prediction: Any) -> Response:
+        outputs = v2.outputs_from_prediction(prediction, service.signature)
+        body, headers = v2.encode_infer_response(
+            outputs,
+            model_name=service.name,
+            model_version=service.version,
+            id=request.id,
+            requested=request.outputs,
+            binary_data_output=request.binary_data_output,
+        )
+        return Response(200, {k.lower(): v for k, v in headers.items()}, body)
+
+    def _infer(
+        self, service: Service, headers: Mapping[str, str], body: bytes | memoryview
+    ) -> Response:
+        request, inputs, timeout = self._v2_decode(service, headers, body)
+        return self._v2_encode(service, request, service.predict(inputs, timeout=timeout))
+
+    async def _ainfer(
+        self, service: Service, headers: Mapping[str, str], body: bytes | memoryview
+    ) -> Response:
+        request, inputs, timeout = self._v2_decode(service, headers, body)
+        prediction = await service.apredict(inputs, timeout=timeout)
+        return self._v2_encode(service, request, prediction)
+
+    def _metrics(self, headers: Mapping[str, str]) -> Response:
+        encoder, content_type = choose_encoder(headers.get("accept", ""))
+        registry = self._registry
+        if registry is None:
+            registry = _multiprocess_registry() if self._multiprocess else REGISTRY
+        return Response(200, {"content-type": content_type}, encoder(registry))
+
+    def _internal(self, method: str, path: str) -> Response:
+        logger.exception("unexpected error answering %s %r", method, path)
+        return _INTERNAL_V2 if path.startswith(_V2_PREFIX) else _INTERNAL_PLAIN
+
+
+def _multiprocess_registry() -> CollectorRegistry:
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
