@@ -22,6 +22,7 @@ from modeldeploy import v2
 from modeldeploy._proto.inference import grpc_service_pb2 as pb
 from modeldeploy._proto.inference import grpc_service_pb2_grpc as pb_grpc
 from modeldeploy.adapters import grpc as md_grpc
+from modeldeploy.http import HTTPApp
 from modeldeploy.testing import EchoPredictor, GatedPredictor
 from tests import strategies
 
@@ -251,7 +252,7 @@ class TestInfer:
 
 class TestErrors:
     def test_unknown_model_and_version(self, served: Served) -> None:
-        with pytest.raises(InferenceServerException, match="'nope' is not served") as info:
+        with pytest.raises(InferenceServerException, match="no model named 'nope'") as info:
             served.client.infer("nope", [tensor("x", np.ones(2))])
         assert status(info) == "NOT_FOUND"
         with pytest.raises(InferenceServerException, match="no version '9'") as info:
@@ -451,6 +452,11 @@ class TestFactories:
         answer = md_grpc.servicer(service)
         assert isinstance(answer, pb_grpc.GRPCInferenceServiceServicer)
         assert dict(answer.services) == {"echo": service}
+
+    def test_an_http_app_lends_its_services(self) -> None:
+        services = [md.Service(EchoPredictor()), md.Service(EchoPredictor(), name="other")]
+        answer = md_grpc.servicer(HTTPApp(services))
+        assert dict(answer.services) == {"echo": services[0], "other": services[1]}
 
     def test_names_must_be_distinct(self) -> None:
         with pytest.raises(ValueError, match="two services are named 'echo'"):

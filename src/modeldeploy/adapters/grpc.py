@@ -36,6 +36,7 @@ from modeldeploy.errors import (
     PayloadTooLargeError,
     VersionNotFoundError,
 )
+from modeldeploy.http import HTTPApp
 from modeldeploy.service import Service
 
 __all__ = ["server", "servicer"]
@@ -48,7 +49,9 @@ _MAX_NAME_IN_MESSAGE = 100
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
-def _services_by_name(target: Service | Iterable[Service]) -> dict[str, Service]:
+def _services_by_name(target: Service | Iterable[Service] | HTTPApp) -> dict[str, Service]:
+    if isinstance(target, HTTPApp):
+        return dict(target.services)
     services = [target] if isinstance(target, Service) else list(target)
     if not services:
         raise ValueError("serve at least one Service")
@@ -106,7 +109,7 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]  # 
     def _service(self, name: str, version: str = "") -> Service:
         service = self.services.get(name)
         if service is None:
-            raise ModelNotFoundError(f"model {_quoted(name)} is not served here")
+            raise ModelNotFoundError(f"no model named {_quoted(name)}")
         if version and version != service.version:
             raise VersionNotFoundError(f"model {_quoted(name)} has no version {_quoted(version)}")
         return service
@@ -175,7 +178,7 @@ def _timeout(context: grpc.ServicerContext, default: float | None) -> float | No
     return remaining if default is None else min(remaining, default)
 
 
-def servicer(target: Service | Iterable[Service]) -> _Servicer:
+def servicer(target: Service | Iterable[Service] | HTTPApp) -> _Servicer:
     """
     Make a V2 ``GRPCInferenceService`` servicer for one service or several.
 
@@ -192,7 +195,8 @@ def servicer(target: Service | Iterable[Service]) -> _Servicer:
     serving, and close them after.
 
     Args:
-        target: A :class:`~modeldeploy.Service`, or several with distinct names.
+        target: A :class:`~modeldeploy.Service`, several with distinct names,
+            or the :class:`~modeldeploy.http.HTTPApp` that serves them over HTTP.
 
     Returns:
         A ``GRPCInferenceServiceServicer`` to pass to
@@ -217,7 +221,7 @@ def servicer(target: Service | Iterable[Service]) -> _Servicer:
 
 
 def server(
-    target: Service | Iterable[Service],
+    target: Service | Iterable[Service] | HTTPApp,
     address: str = "127.0.0.1:0",
     *,
     max_workers: int = 16,
@@ -232,7 +236,8 @@ def server(
     done. The services' life cycle stays the caller's.
 
     Args:
-        target: A :class:`~modeldeploy.Service`, or several with distinct names.
+        target: A :class:`~modeldeploy.Service`, several with distinct names,
+            or an :class:`~modeldeploy.http.HTTPApp` (its services).
         address: ``host:port`` to listen on, without TLS; port ``0`` picks a
             free one.
         max_workers: Threads answering RPCs; each waits for its prediction, so
