@@ -51,13 +51,14 @@ def _align(offset: int) -> int:
     return -(-offset // ALIGNMENT) * ALIGNMENT
 
 
-def _is_plain(dtype: Any) -> bool:
+def _is_plain(dtype: Any, *, allow_empty: bool = False) -> bool:
     return (
         dtype.kind in _SAFE_KINDS
         and not dtype.hasobject
         and dtype.fields is None
         and dtype.subdtype is None
-        and dtype.itemsize > 0
+        # np.str_("") and np.bytes_(b"") carry zero-width dtypes
+        and (dtype.itemsize > 0 or (allow_empty and dtype.kind in "SU"))
     )
 
 
@@ -183,7 +184,7 @@ class _DType(_StandIn):
             dtype = np.dtype(spec)  # type: ignore[union-attr]
         except (TypeError, ValueError) as exc:
             raise DecodeError("pickled numpy dtype is invalid") from exc
-        if not _is_plain(dtype):
+        if not _is_plain(dtype, allow_empty=True):
             raise UntrustedPayloadError(f"pickled numpy dtype {dtype.str!r} is not allowed")
         return _DTypeToken(dtype)
 
@@ -227,6 +228,8 @@ class _Scalar(_StandIn):
         dtype = _plain_dtype(token)
         if type(data) is not bytes or len(data) != dtype.itemsize:
             raise DecodeError("pickled numpy scalar is malformed")
+        if dtype.itemsize == 0:
+            return dtype.type()
         return np.frombuffer(data, dtype)[0]
 
 
