@@ -280,3 +280,9 @@ xml_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
     max_leaves=16,
 )
+
+# API Gateway results (modeldeploy.adapters.decorator): media types sent as text or base64
+response_media_types = st.sampled_from(
+    ["application/json", "application/msgpack", "text/plain; charset=utf-8", "image/png",
+     "application/octet-stream", "application/problem+json", "APPLICATION/XML", ""]
+)  # fmt: skip
