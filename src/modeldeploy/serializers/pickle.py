@@ -244,7 +244,9 @@ class _ByteArray(_StandIn):
         return bytearray(data)
 
 
+@cache
 def _allowed() -> dict[tuple[str, str], Any]:
+    # built on first use, so importing this module does not import numpy
     allowed: dict[tuple[str, str], Any] = {}
     for module in ("builtins", "__builtin__"):  # __builtin__: protocol 2 names
         allowed.update(
@@ -264,12 +266,9 @@ def _allowed() -> dict[tuple[str, str], Any]:
     return allowed
 
 
-_ALLOWED = _allowed()
-
-
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str, /) -> Any:
-        found = _ALLOWED.get((module, name))
+        found = _allowed().get((module, name))
         if found is None:
             raise UntrustedPayloadError(f"pickle global {module}.{name} is not allowed"[:200])
         return found
