@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,8 @@ from modeldeploy.adapters.flask import blueprint
 from modeldeploy.http import HTTPApp
 from modeldeploy.testing import EchoPredictor
 from tests import strategies
+from tests.adapters import conftest as e2e_conftest
+from tests.adapters.e2e import E2E, raw
 
 SIGNATURE = md.Signature(
     [md.TensorSpec("x", "float32", (-1, 2))],
@@ -81,11 +88,11 @@ def app(services: list[md.Service]) -> flask.Flask:
 
 
 @pytest.fixture
-def client(app: flask.Flask) -> flask.testing.FlaskClient:
+def flask_client(app: flask.Flask) -> flask.testing.FlaskClient:
     return app.test_client()
 
 
-class Server:
+class ThreadedServer:
     """The Flask app under werkzeug's real server, on a free loopback port."""
 
     def __init__(self, app: flask.Flask) -> None:
@@ -118,10 +125,75 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(app: flask.Flask) -> Iterator[Server]:
-    running = Server(app)
+def threaded(app: flask.Flask) -> Iterator[ThreadedServer]:
+    running = ThreadedServer(app)
     yield running
     running.stop()
+
+
+# the end-to-end app of tests/adapters/app.py, mounted in a Flask app of its own
+# and served by werkzeug's development server in a process of its own
+FLASK_SERVER = """
+import sys
+import flask
+from werkzeug.serving import run_simple
+from modeldeploy.adapters.flask import blueprint
+from tests.adapters.app import app as http_app
+
+host = flask.Flask("e2e")
+host.register_blueprint(blueprint(http_app))
+run_simple("127.0.0.1", int(sys.argv[1]), host, threaded=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[e2e_conftest.Server]:
+    """The E2E server: werkzeug in a subprocess, ready when /v2/health/ready says so."""
+    port = e2e_conftest.free_port()
+    env = {**os.environ, "PYTHONPATH": str(e2e_conftest.ROOT)}
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", FLASK_SERVER, str(port)],
+            cwd=e2e_conftest.ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            deadline = time.monotonic() + e2e_conftest.READY_WITHIN
+            while not e2e_conftest._ready(port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    pytest.fail(f"flask did not become ready:\n{log.read().decode()}")
+                time.sleep(0.05)  # polling interval of a bounded readiness loop
+            yield e2e_conftest.Server("flask", "127.0.0.1", port, process.pid)
+        finally:
+            e2e_conftest._stop(process)
+
+
+@pytest.mark.integration
+class TestFlaskE2E(E2E):
+    """The end-to-end suite every HTTP server passes, against the Flask blueprint."""
+
+    server_kind = "flask"
+
+    @pytest.mark.parametrize(
+        ("method", "path", "status", "allow"), E2E.test_routes.pytestmark[0].args[1]
+    )
+    def test_routes(
+        self,
+        server: e2e_conftest.Server,
+        method: str,
+        path: str,
+        status: int,
+        allow: str | None,
+    ) -> None:
+        if path.startswith(("/v2", "/models", "/predict", "/metrics")):
+            super().test_routes(server, method, path, status, allow)
+            return
+        # outside the blueprint's rules the path is the host app's: its own 404 page
+        got, headers, _ = raw(server, method, path)
+        assert (got, headers["content-type"]) == (status, "text/html; charset=utf-8")
 
 
 class TestTestClient:
@@ -135,20 +207,20 @@ class TestTestClient:
         assert fresh.state is md.State.READY
         fresh.close()
 
-    def test_the_host_routes_stay_the_hosts(self, client: flask.testing.FlaskClient) -> None:
-        assert client.get("/").text == "the host app"
-        assert client.post("/hello/ada").json == {"hello": "ada"}
-        missing = client.get("/elsewhere")
+    def test_the_host_routes_stay_the_hosts(self, flask_client: flask.testing.FlaskClient) -> None:
+        assert flask_client.get("/").text == "the host app"
+        assert flask_client.post("/hello/ada").json == {"hello": "ada"}
+        missing = flask_client.get("/elsewhere")
         assert missing.status_code == 404 and missing.mimetype == "text/html"
 
     @pytest.mark.parametrize("prefix", ["", "/ml"])
     def test_predict_with_negotiation(
-        self, client: flask.testing.FlaskClient, prefix: str
+        self, flask_client: flask.testing.FlaskClient, prefix: str
     ) -> None:
-        response = client.post(f"{prefix}/models/double/predict", json=[1, 2.5])
+        response = flask_client.post(f"{prefix}/models/double/predict", json=[1, 2.5])
         assert (response.status_code, response.json) == (200, [1, 2.5, 1, 2.5])
         assert response.headers["x-request-id"]
-        packed = client.post(
+        packed = flask_client.post(
             f"{prefix}/models/double/predict",
             data=msgpack.packb("ab"),
             headers={"Content-Type": "application/msgpack", "Accept": "application/msgpack"},
@@ -157,14 +229,14 @@ class TestTestClient:
         assert packed.mimetype == "application/msgpack"
         assert msgpack.unpackb(packed.data) == "abab"
 
-    def test_v2_routes(self, client: flask.testing.FlaskClient) -> None:
-        assert client.get("/ml/v2/health/live").status_code == 200
-        assert client.head("/ml/v2/health/ready").status_code == 200
-        assert client.get("/ml/v2").json["extensions"] == list(v2.EXTENSIONS)
-        metadata = client.get("/ml/v2/models/summary/versions/1").json
+    def test_v2_routes(self, flask_client: flask.testing.FlaskClient) -> None:
+        assert flask_client.get("/ml/v2/health/live").status_code == 200
+        assert flask_client.head("/ml/v2/health/ready").status_code == 200
+        assert flask_client.get("/ml/v2").json["extensions"] == list(v2.EXTENSIONS)
+        metadata = flask_client.get("/ml/v2/models/summary/versions/1").json
         assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}]
-        assert client.get("/ml/v2/models/summary/ready").status_code == 200
-        infer = client.post(
+        assert flask_client.get("/ml/v2/models/summary/ready").status_code == 200
+        infer = flask_client.post(
             "/ml/v2/models/summary/infer",
             json={
                 "id": "q1",
@@ -194,31 +266,36 @@ class TestTestClient:
         ],
     )  # fmt: skip
     def test_errors_are_json(
-        self, client: flask.testing.FlaskClient, method: str, path: str, status: int, body: Any
+        self,
+        flask_client: flask.testing.FlaskClient,
+        method: str,
+        path: str,
+        status: int,
+        body: Any,
     ) -> None:
-        response = client.open(path, method=method)
+        response = flask_client.open(path, method=method)
         assert (response.status_code, response.json) == (status, body)
 
-    def test_bad_bodies(self, client: flask.testing.FlaskClient) -> None:
-        broken = client.post(
+    def test_bad_bodies(self, flask_client: flask.testing.FlaskClient) -> None:
+        broken = flask_client.post(
             "/models/double/predict", data=b"{nope", content_type="application/json"
         )
         assert broken.status_code == 400 and broken.json["error"]["code"] == "decode_error"
-        wrong = client.post(
+        wrong = flask_client.post(
             "/v2/models/summary/infer",
             json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2, 3]}]},
         )
         assert wrong.status_code == 400 and "x" in wrong.json["error"]
 
     def test_body_over_the_limit_is_refused_before_reading(
-        self, client: flask.testing.FlaskClient
+        self, flask_client: flask.testing.FlaskClient
     ) -> None:
-        ok = client.post("/small/predict", json=[1, 2, 3])
+        ok = flask_client.post("/small/predict", json=[1, 2, 3])
         assert (ok.status_code, ok.json) == (200, [1, 2, 3])
-        big = client.post("/small/predict", json=list(range(100)))
+        big = flask_client.post("/small/predict", json=list(range(100)))
         assert big.status_code == 413
         assert big.json["error"]["code"] == "payload_too_large"
-        v2_big = client.post("/small/v2/models/small/infer", data=b"x" * 65)
+        v2_big = flask_client.post("/small/v2/models/small/infer", data=b"x" * 65)
         assert (v2_big.status_code, v2_big.json) == (
             413,
             {"error": "body of 65 bytes is over the limit of 64"},
@@ -233,7 +310,7 @@ class TestTestClient:
         )
 
     def test_metrics_after_traffic(
-        self, client: flask.testing.FlaskClient, services: list[md.Service]
+        self, flask_client: flask.testing.FlaskClient, services: list[md.Service]
     ) -> None:
         registry = services[0].registry  # type: ignore[attr-defined]
 
@@ -246,11 +323,11 @@ class TestTestClient:
 
         before = count()
         for _ in range(3):
-            assert client.post("/models/double/predict", json=[1]).status_code == 200
+            assert flask_client.post("/models/double/predict", json=[1]).status_code == 200
         assert count() == before + 3
-        text = client.get("/metrics").text
+        text = flask_client.get("/metrics").text
         assert "modeldeploy_requests_total" in text
-        open_metrics = client.get(
+        open_metrics = flask_client.get(
             "/ml/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
         )
         assert open_metrics.mimetype == "application/openmetrics-text"
@@ -264,17 +341,19 @@ class TestTestClient:
 
 
 @pytest.mark.integration
-class TestRealServer:
-    def test_host_route_and_model_route(self, server: Server) -> None:
-        assert server.request("GET", "/")[2] == b"the host app"
-        status, headers, body = server.request(
+class TestThreadedServer:
+    def test_host_route_and_model_route(self, threaded: ThreadedServer) -> None:
+        assert threaded.request("GET", "/")[2] == b"the host app"
+        status, headers, body = threaded.request(
             "POST", "/ml/models/double/predict", b"[3]", {"Content-Type": "application/json"}
         )
         assert (status, json.loads(body)) == (200, [3, 3])
         assert headers["content-type"] == "application/json"
 
-    def test_declared_length_over_the_limit_is_refused_unread(self, server: Server) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    def test_declared_length_over_the_limit_is_refused_unread(
+        self, threaded: ThreadedServer
+    ) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", threaded.port, timeout=10)
         try:
             # the headers promise a gigabyte that never comes: only an answer
             # given before reading the body can arrive
@@ -288,9 +367,9 @@ class TestRealServer:
         finally:
             conn.close()
 
-    def test_chunked_body_over_the_limit_is_413(self, server: Server) -> None:
+    def test_chunked_body_over_the_limit_is_413(self, threaded: ThreadedServer) -> None:
         chunks = iter([b"[" + b"1," * 40, b"1]"])
-        status, _, body = server.request(
+        status, _, body = threaded.request(
             "POST",
             "/small/predict",
             chunks,
@@ -300,7 +379,7 @@ class TestRealServer:
         assert json.loads(body) == {
             "error": {"code": "payload_too_large", "message": "body is over the limit of 64 bytes"}
         }
-        status, _, body = server.request(
+        status, _, body = threaded.request(
             "POST",
             "/small/predict",
             iter([b"[1,", b"2]"]),
@@ -308,8 +387,8 @@ class TestRealServer:
         )
         assert (status, json.loads(body)) == (200, [1, 2])
 
-    def test_tritonclient_http(self, server: Server) -> None:
-        client = thttp.InferenceServerClient(f"127.0.0.1:{server.port}")
+    def test_tritonclient_http(self, threaded: ThreadedServer) -> None:
+        client = thttp.InferenceServerClient(f"127.0.0.1:{threaded.port}")
         try:
             assert client.is_server_live() and client.is_server_ready()
             assert client.is_model_ready("summary")
@@ -331,10 +410,10 @@ class TestRealServer:
         finally:
             client.close()
 
-    def test_every_datatype_over_http(self, server: Server) -> None:
+    def test_every_datatype_over_http(self, threaded: ThreadedServer) -> None:
         from tests.adapters.test_grpc import DATATYPES
 
-        client = thttp.InferenceServerClient(f"127.0.0.1:{server.port}")
+        client = thttp.InferenceServerClient(f"127.0.0.1:{threaded.port}")
         try:
             for name, array in DATATYPES:
                 tensor = thttp.InferInput("x", list(array.shape), name)
