@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,8 @@ from modeldeploy.adapters import grpc as md_grpc
 from modeldeploy.http import HTTPApp
 from modeldeploy.testing import EchoPredictor, GatedPredictor
 from tests import strategies
+from tests.adapters import app as e2e_app
+from tests.adapters import conftest as e2e_conftest
 
 pytestmark = pytest.mark.integration
 
@@ -477,6 +484,92 @@ class TestFactories:
     def test_server_options(self) -> None:
         with pytest.raises(ValueError, match="max_message_length"):
             md_grpc.server(md.Service(EchoPredictor()), max_message_length=-1)
+
+
+# the end-to-end app of tests/adapters/app.py served over gRPC by a process of its own
+GRPC_SERVER = """
+import sys
+from modeldeploy.adapters.grpc import server
+from tests.adapters.app import app
+
+for service in app.services.values():
+    service.start()
+grpc_server, port = server(app, f"127.0.0.1:{sys.argv[1]}")
+grpc_server.start()
+grpc_server.wait_for_termination()
+"""
+
+
+@pytest.fixture(scope="module")
+def process() -> Iterator[tgrpc.InferenceServerClient]:
+    """A grpc server process started here, ready once ServerReady says so, stopped by PID."""
+    port = e2e_conftest.free_port()
+    env = {**os.environ, "PYTHONPATH": str(e2e_conftest.ROOT)}
+    with tempfile.TemporaryFile() as log:
+        child = subprocess.Popen(
+            [sys.executable, "-c", GRPC_SERVER, str(port)],
+            cwd=e2e_conftest.ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+        client = tgrpc.InferenceServerClient(f"127.0.0.1:{port}")
+        try:
+            deadline = time.monotonic() + e2e_conftest.READY_WITHIN
+            while not _grpc_ready(client):
+                if child.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    pytest.fail(f"the grpc server did not become ready:\n{log.read().decode()}")
+                time.sleep(0.05)  # polling interval of a bounded readiness loop
+            yield client
+        finally:
+            client.close()
+            e2e_conftest._stop(child)
+
+
+def _grpc_ready(client: tgrpc.InferenceServerClient) -> bool:
+    try:
+        return bool(client.is_server_ready(client_timeout=2))
+    except InferenceServerException:
+        return False
+
+
+class TestServerProcess:
+    """The shared e2e app (tests/adapters/app.py) behind a grpc server in its own process."""
+
+    def test_health_and_metadata(self, process: tgrpc.InferenceServerClient) -> None:
+        assert process.is_server_live() and process.is_model_ready("mlp")
+        metadata = process.get_model_metadata("mlp", as_json=True)
+        assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": ["4"]}]
+        assert metadata["outputs"] == [{"name": "y", "datatype": "FP32", "shape": ["3"]}]
+
+    def test_mlp(self, process: tgrpc.InferenceServerClient) -> None:
+        x = np.random.default_rng(3).standard_normal(4).astype(np.float32)
+        result = process.infer("mlp", [tensor("x", x)], request_id="m1")
+        assert result.get_response().id == "m1"
+        np.testing.assert_allclose(result.as_numpy("y"), e2e_app.mlp(x), rtol=1e-6)
+
+    def test_every_datatype(self, process: tgrpc.InferenceServerClient) -> None:
+        result = process.infer("echo", [tensor(n.lower(), a) for n, a in DATATYPES])
+        for name, array in DATATYPES:
+            assert_same(result.as_numpy(name.lower()), array)
+
+    def test_errors(self, process: tgrpc.InferenceServerClient) -> None:
+        with pytest.raises(InferenceServerException) as info:
+            process.infer("mlp", [tensor("x", np.ones(5, np.float32))])
+        assert status(info) == "INVALID_ARGUMENT"
+        with pytest.raises(InferenceServerException) as info:
+            process.infer("nope", [tensor("x", np.ones(4, np.float32))])
+        assert status(info) == "NOT_FOUND"
+        with pytest.raises(InferenceServerException) as info:
+            process.infer("slow", [tensor("x", np.array(5.0))], client_timeout=0.2)
+        assert status(info) == "DEADLINE_EXCEEDED"
+
+    def test_message_limit_from_the_app(self, process: tgrpc.InferenceServerClient) -> None:
+        too_big = np.zeros(e2e_app.MAX_BODY_SIZE // 4 + 1, np.float32)
+        with pytest.raises(InferenceServerException) as info:
+            process.infer("echo", [tensor("x", too_big)])
+        assert status(info) == "RESOURCE_EXHAUSTED"
 
 
 PAGE = Path(__file__).parents[2] / "docs" / "adapters" / "grpc.md"

@@ -102,8 +102,13 @@ def _rpc(method: _Method) -> _Method:
 class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]  # generated, untyped
     """The V2 ``GRPCInferenceService`` over a fixed set of services, by name."""
 
-    def __init__(self, services: Mapping[str, Service]) -> None:
+    def __init__(self, services: Mapping[str, Service], max_size: int | None = None) -> None:
         self.services: Mapping[str, Service] = dict(services)
+        # per model: its own max_body_size, capped by the HTTPApp's when one was given
+        self.limits: Mapping[str, int] = {
+            name: s.max_body_size if max_size is None else min(s.max_body_size, max_size)
+            for name, s in self.services.items()
+        }
         self._server_metadata = v2.server_metadata_to_grpc(v2.server_metadata())
 
     def _service(self, name: str, version: str = "") -> Service:
@@ -149,10 +154,9 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]  # 
         # server() makes grpc refuse larger messages; this is the per-model limit
         # for a servicer that shares a server (or its limit) with other models
         size = request.ByteSize()
-        if size > service.max_body_size:
-            raise PayloadTooLargeError(
-                f"request of {size} bytes is over the limit of {service.max_body_size}"
-            )
+        limit = self.limits[service.name]
+        if size > limit:
+            raise PayloadTooLargeError(f"request of {size} bytes is over the limit of {limit}")
         decoded = v2.infer_request_from_grpc(request)
         signature = service.signature
         x = v2.inputs_for_predictor(decoded, signature)
@@ -217,7 +221,8 @@ def servicer(target: Service | Iterable[Service] | HTTPApp) -> _Servicer:
 
     .. versionadded:: 0.1.0
     """
-    return _Servicer(_services_by_name(target))
+    max_size = target.max_body_size if isinstance(target, HTTPApp) else None
+    return _Servicer(_services_by_name(target), max_size)
 
 
 def server(
@@ -244,7 +249,8 @@ def server(
             this bounds the calls in flight.
         max_message_length: Largest request message in bytes; grpc refuses a
             larger one with ``RESOURCE_EXHAUSTED`` before reading it. Defaults
-            to the largest ``max_body_size`` among the services.
+            to the largest ``max_body_size`` among the services (capped by an
+            HTTPApp's own ``max_body_size``).
         options: Further ``grpc.server`` channel options.
 
     Returns:
@@ -268,7 +274,7 @@ def server(
     """
     answer = servicer(target)
     if max_message_length is None:
-        max_message_length = max(s.max_body_size for s in answer.services.values())
+        max_message_length = max(answer.limits.values())
     if max_message_length < 0:
         raise ValueError(f"max_message_length must be >= 0, got {max_message_length}")
     grpc_server = grpc.server(
