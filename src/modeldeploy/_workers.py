@@ -368,10 +368,12 @@ class WorkerPool:
     def _collect(self, first: Job, batching: Batching) -> list[Any]:
         """Take up to max_batch_size jobs, waiting at most max_batch_delay after the first."""
         jobs = [first]
-        # wait no longer than the delay after the first was queued, nor past any deadline
+        # wait no longer than the delay after the first was queued; a job whose deadline
+        # falls inside that wait ends it at once (waiting until the deadline itself would
+        # only drop the job we waited for), taking just what is already queued
         until = first.enqueued + batching.max_batch_delay
-        if first.deadline is not None:
-            until = min(until, first.deadline)
+        if first.deadline is not None and first.deadline < until:
+            until = first.enqueued
         get = self._queue.get
         while len(jobs) < batching.max_batch_size:
             remaining = until - _monotonic()
@@ -384,7 +386,7 @@ class WorkerPool:
                 break
             jobs.append(job)
             if job.deadline is not None and job.deadline < until:
-                until = job.deadline
+                until = job.enqueued
         return jobs
 
     def _finish(self, job: Job, ok: bool, value: Any) -> None:
