@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import os
@@ -171,7 +172,26 @@ def server() -> Iterator[e2e_conftest.Server]:
             e2e_conftest._stop(process)
 
 
+@pytest.fixture
+def collect_clients() -> Iterator[None]:
+    """Collect closed tritonclient.http clients on this thread.
+
+    Their ``__del__`` uses gevent, which refuses to run on another thread; left to
+    the cyclic GC they may be collected on a server thread, failing a later test.
+    """
+    yield
+    gc.collect()
+
+
+@pytest.fixture(scope="class")
+def collect_class_clients() -> Iterator[None]:
+    """:func:`collect_clients` for a class-scoped client: runs after it is closed."""
+    yield
+    gc.collect()
+
+
 @pytest.mark.integration
+@pytest.mark.usefixtures("collect_class_clients")
 class TestFlaskE2E(E2E):
     """The end-to-end suite every HTTP server passes, against the Flask blueprint."""
 
@@ -341,6 +361,7 @@ class TestTestClient:
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("collect_clients")
 class TestThreadedServer:
     def test_host_route_and_model_route(self, threaded: ThreadedServer) -> None:
         assert threaded.request("GET", "/")[2] == b"the host app"
@@ -436,6 +457,7 @@ BLOCKS = (
 )
 
 
+@pytest.mark.usefixtures("collect_clients")
 class TestDocs:
     def test_the_page_has_examples(self) -> None:
         assert len(BLOCKS) >= 2
