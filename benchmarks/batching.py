@@ -13,7 +13,8 @@ and end inside a measured window count (no ramp-up, no drain).
 3. The service with ``max_batch_size=64``. Targets: >= 0.7x the ideal and >= 5x the
    unbatched service; p50 and p99 latency reported.
 4. 1-3 again with asyncio callers: 128 tasks on one loop awaiting ``apredict``.
-5. Throughput and p99 against ``max_batch_delay`` at 128 thread callers.
+5. Throughput and p99 against ``max_batch_delay`` at 128 thread callers, and at 8
+   (fewer callers than ``max_batch_size``: where a delay costs most).
 
 ``BENCH_QUICK=1`` runs every row briefly (a smoke run, nothing written).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import statistics
 import threading
 import time
@@ -40,6 +42,8 @@ BURST = 0.4 if QUICK else 1.25  # seconds of callers; the first WARMUP is not co
 WARMUP = 0.15 if QUICK else 0.25
 IDEAL_SECONDS = 0.1 if QUICK else 0.3
 DELAYS = (0.0, 0.002, 0.01) if QUICK else (0.0, 0.0005, 0.001, 0.002, 0.005, 0.01)
+FEW = 8  # callers for the second curve: fewer than max_batch_size
+FEW_DELAYS = (0.0, 0.002) if QUICK else (0.0, 0.001, 0.002, 0.005)
 # the batched rows: one worker, no extra wait. With 128 callers the queue holds
 # the next full batch before the current one ends, so waiting adds latency and
 # nothing else; a second worker only splits the two cores BLAS already uses.
@@ -106,10 +110,12 @@ def ideal(forward, batch: np.ndarray) -> float:
     return calls * len(batch) / elapsed
 
 
-def thread_callers(service: md.Service, x: np.ndarray, seconds: float) -> Run:
-    start = threading.Barrier(CALLERS + 1)
+def thread_callers(
+    service: md.Service, x: np.ndarray, seconds: float, callers: int = CALLERS
+) -> Run:
+    start = threading.Barrier(callers + 1)
     stop = threading.Event()
-    spans: list[list[tuple[float, float]]] = [[] for _ in range(CALLERS)]
+    spans: list[list[tuple[float, float]]] = [[] for _ in range(callers)]
     clock = time.perf_counter
 
     def caller(mine: list[tuple[float, float]]) -> None:
@@ -218,7 +224,7 @@ def main() -> None:
     as_is = serve(forward, thread_callers, x, batch, **BATCHED)
     with one_blas_thread():
         limited_pools = blas_pools()
-        rows, checks, curve = measure(forward, x, batch)
+        rows, checks, curve, few = measure(forward, x, batch)
     rows.append(
         [
             f"threads: `max_batch_size=64`, default BLAS ({default_pools})",
@@ -230,7 +236,7 @@ def main() -> None:
             f"{as_is.mean_batch:.1f}",
         ]
     )
-    report(rows, checks, curve, default_pools, limited_pools)
+    report(rows, checks, curve, few, default_pools, limited_pools)
 
 
 def measure(forward, x: np.ndarray, batch: np.ndarray):
@@ -264,6 +270,7 @@ def measure(forward, x: np.ndarray, batch: np.ndarray):
         checks.append((label, on.rate / on.limit, on.rate / off.rate))
 
     curve = []
+    few = []
     for delay in DELAYS:
         row = serve(
             forward,
@@ -286,10 +293,31 @@ def measure(forward, x: np.ndarray, batch: np.ndarray):
             ]
         )
 
-    return rows, checks, curve
+    for delay in FEW_DELAYS:
+        row = serve(
+            forward,
+            functools.partial(thread_callers, callers=FEW),
+            x,
+            batch,
+            workers=1,
+            max_batch_size=BATCH,
+            max_batch_delay=delay,
+        )
+        few.append(
+            [
+                f"{delay * 1e3:g}",
+                f"{row.rate:,.0f}",
+                f"{row.limit:,.0f}",
+                f"{row.rate / row.limit:.2f}x",
+                ms(row.p50),
+                ms(row.p99),
+                f"{row.mean_batch:.1f}",
+            ]
+        )
+    return rows, checks, curve, few
 
 
-def report(rows, checks, curve, default_pools: str, limited_pools: str) -> None:
+def report(rows, checks, curve, few, default_pools: str, limited_pools: str) -> None:
     verdict = "; ".join(
         f"{label} {vs_ideal:.2f}x the ideal and {vs_off:.1f}x unbatched"
         for label, vs_ideal, vs_off in checks
@@ -339,6 +367,20 @@ def report(rows, checks, curve, default_pools: str, limited_pools: str) -> None:
                 "mean batch",
             ],
             curve,
+        )
+        + f"\n\nThe same with {FEW} callers, fewer than `max_batch_size`: a batch can never "
+        "fill, so a positive delay is waited out in full by every batch.\n\n"
+        + table(
+            [
+                "max_batch_delay (ms)",
+                "samples/s",
+                "ideal, same run",
+                "vs ideal",
+                "p50 (ms)",
+                "p99 (ms)",
+                "mean batch",
+            ],
+            few,
         ),
     )
 
