@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -279,6 +281,30 @@ xml_values = st.recursive(
     | arrays(xml_dtypes),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
     max_leaves=16,
+)
+
+# HTTP requests (modeldeploy.http): paths near the real routes and far from them,
+# the headers the core reads, with any value, and bodies valid or not
+http_methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"])
+_path_segments = st.sampled_from(
+    ["v2", "models", "health", "live", "ready", "versions", "infer", "predict", "metrics",
+     "m", "other", "1", "2", ""]
+) | st.text(max_size=4)  # fmt: skip
+http_paths = st.lists(_path_segments, max_size=6).map(lambda parts: "/" + "/".join(parts))
+http_headers = st.dictionaries(
+    st.sampled_from(
+        ["content-type", "accept", "x-request-timeout", "inference-header-content-length",
+         "x-request-id"]
+    ),
+    st.sampled_from(
+        ["application/json", "application/msgpack", "*/*", "text/plain", "0.5", "-1", "nan",
+         "12", "1e400"]
+    ) | st.text(max_size=12),
+)  # fmt: skip
+http_bodies = (
+    st.binary(max_size=64)
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | st.just(b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2]}]}')
 )
 
 # API Gateway results (modeldeploy.adapters.decorator): media types sent as text or base64
