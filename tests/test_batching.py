@@ -68,10 +68,13 @@ class TestGrouping:
 
     def test_full_batch_does_not_wait_for_the_delay(self):
         model = HeldModel()
+        model.release.set()
         # a delay far longer than the test may take: only a full batch can end it early
         with held_service(model, max_batch_size=4, max_batch_delay=600.0) as service:
-            futures = queue_behind_first(service, model, list(range(5)))
-            assert [f.result(timeout=10) for f in futures] == [0, 2, 4, 6, 8]
+            futures = [service.submit(i) for i in range(4)]
+            assert [f.result(timeout=10) for f in futures] == [0, 2, 4, 6]
+            assert [len(c) for c in model.calls] == [4]
+            service.close(timeout=10)
 
     def test_lone_request_is_sent_after_the_delay(self):
         model = HeldModel()
@@ -116,20 +119,29 @@ class TestCollation:
             np.testing.assert_array_equal(result, item.sum(axis=1))
 
     def test_custom_collate_and_split(self):
-        def collate(items):
-            return "|".join(items), len(items)
+        def pad(items):  # variable-length sequences, padded into one array
+            lengths = [len(item) for item in items]
+            batch = np.zeros((len(items), max(lengths)), dtype=np.int64)
+            for row, item in zip(batch, items, strict=True):
+                row[: len(item)] = item
+            return batch, lengths
 
-        def split(outputs, count):
-            parts = outputs.split("|")
-            assert len(parts) == count
-            return parts
+        def trim(outputs, lengths):
+            return [list(row[:n]) for row, n in zip(outputs, lengths, strict=True)]
 
-        model = HeldModel(fn=lambda joined: joined.upper())
-        service = md.Service(model, workers=1, max_batch_size=8, collate=collate, split=split)
+        model = HeldModel(fn=lambda batch: batch * 2)
+        service = md.Service(
+            md.predictor(model, batched=True),
+            workers=1,
+            max_batch_size=8,
+            collate=pad,
+            split=trim,
+        )
+        items = [[1], [2, 3, 4], [5, 6]]
         with service:
-            futures = queue_behind_first(service, model, ["a", "bc", "d"])
-            assert [f.result(timeout=10) for f in futures] == ["A", "BC", "D"]
-        assert model.calls[1] == "bc|d"
+            futures = queue_behind_first(service, model, items)
+            assert [f.result(timeout=10) for f in futures] == [[2], [4, 6, 8], [10, 12]]
+        assert model.calls[1].shape == (2, 3)
 
 
 class TestIsolation:
@@ -186,16 +198,13 @@ class TestDeadlinesAndClose:
 
     def test_close_finishes_partial_batches(self):
         model = HeldModel()
-        service = held_service(model, max_batch_size=4, max_batch_delay=600.0).start()
-        first = service.submit(0)
-        assert model.first_inside.wait(10)
-        rest = [service.submit(i) for i in range(1, 7)]
-        closer = threading.Thread(target=service.close)
-        closer.start()
         model.release.set()
-        closer.join(20)
-        assert not closer.is_alive()
-        assert [f.result(timeout=0) for f in [first, *rest]] == [2 * i for i in range(7)]
+        # the collector would wait 600 s to fill a batch of 4; close() must not
+        service = held_service(model, max_batch_size=4, max_batch_delay=600.0).start()
+        futures = [service.submit(i) for i in range(7)]  # one full batch, one partial
+        assert service.close(timeout=20) is True
+        assert [f.result(timeout=0) for f in futures] == [2 * i for i in range(7)]
+        assert sorted(len(c) for c in model.calls) == [3, 4]
 
 
 def double_rows(batch):

@@ -7,6 +7,8 @@ no optional dependency imported.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
 from .errors import (
     DeadlineExceededError,
@@ -35,7 +37,12 @@ from .negotiation import Negotiator
 from .predictors import predictor, signature_from_sklearn
 from .service import Service, State
 
+if TYPE_CHECKING:
+    from .serializers import JSON, XML, MsgPack, Pickle, Protobuf
+
 __all__ = [
+    "JSON",
+    "XML",
     "CompositeMonitor",
     "DeadlineExceededError",
     "DecodeError",
@@ -47,14 +54,17 @@ __all__ = [
     "ModelNotFoundError",
     "Monitor",
     "MonitorFailed",
+    "MsgPack",
     "Negotiator",
     "NotAcceptableError",
     "NotReadyError",
     "OverloadedError",
     "PayloadTooLargeError",
+    "Pickle",
     "PredictionError",
     "Predictor",
     "PrometheusMonitor",
+    "Protobuf",
     "Request",
     "RequestError",
     "Response",
@@ -72,3 +82,15 @@ __all__ = [
     "predictor",
     "signature_from_sklearn",
 ]
+
+_SERIALIZERS = frozenset({"JSON", "MsgPack", "Pickle", "Protobuf", "XML"})
+
+
+def __getattr__(name: str) -> Any:
+    # backends import their own dependency (orjson, defusedxml, google.protobuf):
+    # load one only when asked for, so `import modeldeploy` stays light
+    if name in _SERIALIZERS:
+        from . import serializers
+
+        return getattr(serializers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

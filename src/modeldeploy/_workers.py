@@ -315,6 +315,7 @@ class WorkerPool:
     """
 
     _STOP = object()
+    _WAKE = object()  # ends a collector's wait for more jobs (close() with partial batches)
 
     def __init__(
         self,
@@ -326,6 +327,7 @@ class WorkerPool:
         batching: Batching | None = None,
     ) -> None:
         self._batching = batching
+        self._draining = False
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._admission = admission
         self._on_batch = on_batch
@@ -352,6 +354,8 @@ class WorkerPool:
             job = get()
             if job is self._STOP:
                 return
+            if job is self._WAKE:
+                continue
             jobs = [job] if batching is None else self._collect(job, batching)
             runnable = []
             for job in jobs:
@@ -376,10 +380,12 @@ class WorkerPool:
             until = first.enqueued
         get = self._queue.get
         while len(jobs) < batching.max_batch_size:
-            remaining = until - _monotonic()
+            remaining = 0.0 if self._draining else until - _monotonic()
             try:
                 job = get(timeout=remaining) if remaining > 0 else get(block=False)
             except queue.Empty:
+                break
+            if job is self._WAKE:
                 break
             if job is self._STOP:
                 self._queue.put(job)  # leave it for this or another worker's next turn
@@ -402,6 +408,12 @@ class WorkerPool:
                 else:
                     future.set_exception(value)
 
+    def drain(self) -> None:
+        """Stop waiting to fill batches: what is queued runs now, in partial batches."""
+        self._draining = True
+        for _ in self._threads:
+            self._queue.put(self._WAKE)
+
     def stop(self, timeout: float | None) -> None:
         """Fail what is still queued with NotReadyError, stop and join the threads."""
         while True:
@@ -409,7 +421,7 @@ class WorkerPool:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if job is self._STOP:
+            if job is self._STOP or job is self._WAKE:
                 continue
             if job.future is not None and not job.future.set_running_or_notify_cancel():
                 self._admission.release()

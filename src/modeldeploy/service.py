@@ -283,6 +283,8 @@ class Service:
                 return True
             self._state = State.CLOSING
         started = _monotonic()
+        if self._pool is not None:
+            self._pool.drain()
         drained = self._admission.close(timeout)
         if self._pool is not None:
             remaining = None if timeout is None else max(timeout - (_monotonic() - started), 0)
