@@ -24,8 +24,8 @@ $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS)): pyproject.toml | $(BIN)/activa
 venv: $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))  ## create .venv and install the package
 
 lint: venv  ## ruff lint and format check
-	$(BIN)/ruff check src tests benchmarks docs
-	$(BIN)/ruff format --check src tests benchmarks docs
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 typecheck: venv  ## mypy --strict on src/
 	$(BIN)/mypy

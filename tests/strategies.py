@@ -50,7 +50,7 @@ def nan_equal(a: object, b: object) -> bool:
         return a.keys() == b.keys() and all(nan_equal(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
         assert isinstance(b, (list, tuple))
-        return len(a) == len(b) and all(nan_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(nan_equal(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 

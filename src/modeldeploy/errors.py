@@ -32,8 +32,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
-    "DecodeError",
     "DeadlineExceededError",
+    "DecodeError",
     "EncodeError",
     "IntegrityError",
     "ModelDeployError",

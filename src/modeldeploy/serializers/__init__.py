@@ -50,7 +50,13 @@ def names() -> list[str]:
 register = registry.register
 
 
-_BACKENDS = {"JSON": "json", "MsgPack": "msgpack", "Pickle": "pickle", "Protobuf": "protobuf", "XML": "xml"}
+_BACKENDS = {
+    "JSON": "json",
+    "MsgPack": "msgpack",
+    "Pickle": "pickle",
+    "Protobuf": "protobuf",
+    "XML": "xml",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -25,7 +25,7 @@ def check_size(data: bytes | memoryview, max_size: int, name: str) -> None:
 def numpy_or_none() -> ModuleType | None:
     """Return the numpy module when it is installed, else ``None``; imported once."""
     try:
-        import numpy  # noqa: PLC0415 - numpy is optional
+        import numpy
     except ImportError:  # pragma: no cover - the test venv has numpy
         return None
     return numpy
