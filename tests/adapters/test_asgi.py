@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -198,3 +199,28 @@ class TestLifespan:
         driver = Driver(chunks(b"[1]")).run(asgi(service), http_scope("/predict"))
         assert (driver.status, driver.body) == (200, b"[2]")
         service.close()
+
+
+class TestInline:
+    def test_computes_on_the_loop_thread(self) -> None:
+        threads: list[int] = []
+
+        def record(x: Any) -> Any:
+            threads.append(threading.get_ident())
+            return x
+
+        async def serve(app: Any) -> int:
+            driver = Driver(chunks(b"[1]"))
+            await app(http_scope("/predict"), driver.receive, driver.send)
+            assert driver.status == 200
+            return threading.get_ident()
+
+        with md.Service(record, name="m", workers=0) as service:
+            loop_thread = asyncio.run(serve(asgi(service, inline=True)))
+            assert threads == [loop_thread]
+            other_thread = asyncio.run(serve(asgi(service)))
+            assert threads[1] != other_thread  # the default executor, not the loop
+
+    def test_needs_workers_zero(self) -> None:
+        with pytest.raises(ValueError, match="inline=True needs workers=0; 'm'"):
+            asgi(md.Service(double, name="m", workers=1), inline=True)
