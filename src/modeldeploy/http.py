@@ -223,6 +223,8 @@ class HTTPApp:
 
         Returns:
             The response to write; header names may be in any case.
+
+        .. versionadded:: 0.1.0
         """
         try:
             resolved = self._resolve(method, path, headers, body)
@@ -251,6 +253,8 @@ class HTTPApp:
         Takes the arguments of :meth:`__call__`. Predictions go through
         :meth:`Service.apredict` and :meth:`Service.ahandle`, so a slow model
         blocks no other request; decoding and encoding run on the loop.
+
+        .. versionadded:: 0.1.0
         """
         try:
             resolved = self._resolve(method, path, headers, body)
@@ -276,6 +280,8 @@ class HTTPApp:
         Args:
             path: The request's path; it picks the error body's form.
             error: The error to answer with.
+
+        .. versionadded:: 0.1.0
         """
         return _v2_error(error) if path.startswith(_V2_PREFIX) else _plain_error(error)
 
