@@ -7,6 +7,7 @@ no optional dependency imported.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -38,6 +39,10 @@ from .predictors import predictor, signature_from_sklearn
 from .service import Service, State
 
 if TYPE_CHECKING:
+    from .adapters.asgi import asgi
+    from .adapters.decorator import handler
+    from .adapters.wsgi import wsgi
+    from .http import HTTPApp
     from .serializers import JSON, XML, MsgPack, Pickle, Protobuf
 
 __all__ = [
@@ -47,6 +52,7 @@ __all__ = [
     "DeadlineExceededError",
     "DecodeError",
     "EncodeError",
+    "HTTPApp",
     "IntegrityError",
     "LogMonitor",
     "ModelDeployError",
@@ -79,18 +85,33 @@ __all__ = [
     "ValidationError",
     "VersionNotFoundError",
     "__version__",
+    "asgi",
+    "handler",
     "predictor",
     "signature_from_sklearn",
+    "wsgi",
 ]
 
-_SERIALIZERS = frozenset({"JSON", "MsgPack", "Pickle", "Protobuf", "XML"})
+# name -> module; each imports an optional dependency (orjson, defusedxml,
+# google.protobuf, numpy), so it is loaded only when first asked for and
+# `import modeldeploy` stays light
+_LAZY = {
+    "JSON": "modeldeploy.serializers",
+    "MsgPack": "modeldeploy.serializers",
+    "Pickle": "modeldeploy.serializers",
+    "Protobuf": "modeldeploy.serializers",
+    "XML": "modeldeploy.serializers",
+    "HTTPApp": "modeldeploy.http",
+    "asgi": "modeldeploy.adapters.asgi",
+    "wsgi": "modeldeploy.adapters.wsgi",
+    "handler": "modeldeploy.adapters.decorator",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # backends import their own dependency (orjson, defusedxml, google.protobuf):
-    # load one only when asked for, so `import modeldeploy` stays light
-    if name in _SERIALIZERS:
-        from . import serializers
-
-        return getattr(serializers, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value

@@ -19,11 +19,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeoutError
 from types import TracebackType
 from typing import Any
 
-from ._workers import Admission, Batching, Deployment, Job, Replicas, WorkerPool, execute
+from ._workers import (
+    Admission,
+    Batching,
+    Deployment,
+    Job,
+    Replicas,
+    Waiter,
+    WorkerPool,
+    execute_one,
+)
 from .errors import (
     DeadlineExceededError,
     ModelDeployError,
@@ -368,7 +376,9 @@ class Service:
             if ok:
                 return value
             raise value
-        return _wait(self.submit(x, timeout=timeout), deadline)
+        waiter = Waiter()
+        self._pool.put(self._admit(x, deadline, waiter))
+        return _wait(waiter, deadline)
 
     async def apredict(self, x: Any, *, timeout: float | None = None) -> Any:
         """
@@ -390,7 +400,7 @@ class Service:
         except asyncio.TimeoutError:
             raise DeadlineExceededError("deadline passed waiting for the model") from None
 
-    def _admit(self, x: Any, deadline: float | None, future: Future[Any] | None) -> Job:
+    def _admit(self, x: Any, deadline: float | None, future: Future[Any] | Waiter | None) -> Job:
         """Validate *x* and admit it as a job observed as one request."""
         deployment = self._active()
         x = self._validated(deployment, x)
@@ -408,7 +418,7 @@ class Service:
     def _run_inline(self, job: Job) -> tuple[bool, Any]:
         """Compute an admitted job on this thread; observe it if it is tagged."""
         try:
-            ((ok, value),) = execute((job,), self._on_batch)
+            ok, value = execute_one(job)
         finally:
             self._admission.release()
         if job.tag is not None:
@@ -508,9 +518,9 @@ class Service:
             if not ok:
                 raise value
         else:
-            future: Future[Any] = Future()
-            self._pool.put(Job(deployment, x, deadline, future))
-            value = _wait(future, deadline)
+            waiter = Waiter()
+            self._pool.put(Job(deployment, x, deadline, waiter))
+            value = _wait(waiter, deadline)
         return Response(
             200,
             {"content-type": encoder.media_type, "x-request-id": request_id},
@@ -560,12 +570,13 @@ class Service:
 _HOOKS = ("on_request_start", "on_request_end", "on_batch", "on_model_loaded")
 
 
-def _wait(future: Future[Any], deadline: float | None) -> Any:
+def _wait(waiter: Waiter, deadline: float | None) -> Any:
     timeout = None if deadline is None else max(deadline - _monotonic(), 0.0)
-    try:
-        return future.result(timeout)
-    except FutureTimeoutError:
-        raise DeadlineExceededError("deadline passed waiting for the model") from None
+    if not waiter.wait(timeout):
+        raise DeadlineExceededError("deadline passed waiting for the model")
+    if waiter.ok:
+        return waiter.value
+    raise waiter.value
 
 
 async def _await(future: Future[Any], deadline: float | None) -> Any:
