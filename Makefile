@@ -8,7 +8,7 @@ PORT ?= 8000
 EXTRAS ?= dev,numpy,fast,xml,flask,asgi,grpc
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint typecheck unit docs docs-build bench proto clean
+.PHONY: help venv demo test lint typecheck unit docs docs-build bench proto clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,6 +22,10 @@ $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS)): pyproject.toml | $(BIN)/activa
 	@touch $@
 
 venv: $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))  ## create .venv and install the package
+
+demo: venv  ## serve the demo model on PORT (default 8000), printing curl commands
+	@$(BIN)/python -m modeldeploy.demo --port $(PORT)
+	$(BIN)/modeldeploy serve modeldeploy.demo:service --port $(PORT)
 
 lint: venv  ## ruff lint and format check
 	$(BIN)/ruff check src tests benchmarks
