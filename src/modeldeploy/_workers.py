@@ -44,23 +44,26 @@ class Admission:
         self.limit = limit
         self.retry_after = retry_after
         self.count = 0
-        self._idle = threading.Condition(threading.Lock())
+        # the hot path takes the bare lock (C level); only close() needs the Condition
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self.open = True
 
     def acquire(self) -> None:
         """Admit one request, or raise OverloadedError / NotReadyError at once."""
-        with self._idle:
-            if not self.open:
-                raise NotReadyError("service is not accepting requests")
-            if self.count >= self.limit:
-                raise OverloadedError(
-                    f"queue full ({self.limit} requests pending)", retry_after=self.retry_after
-                )
-            self.count += 1
+        with self._lock:
+            if self.count < self.limit and self.open:
+                self.count += 1
+                return
+        if not self.open:
+            raise NotReadyError("service is not accepting requests")
+        raise OverloadedError(
+            f"queue full ({self.limit} requests pending)", retry_after=self.retry_after
+        )
 
     def release(self) -> None:
         """Mark one admitted request finished."""
-        with self._idle:
+        with self._lock:
             self.count -= 1
             if not self.open and self.count == 0:
                 self._idle.notify_all()
@@ -277,24 +280,22 @@ def _as_error(model: Deployment, exc: Exception) -> ModelDeployError:
     return error
 
 
-def execute_one(job: Job) -> tuple[bool, Any]:
+def execute_one(model: Deployment, item: Any, deadline: float | None) -> tuple[bool, Any]:
     """
     :func:`execute` for one job on the caller's thread: the inline hot path.
 
     No batch is observed: inline calls have no queue, and a batch of one
     says nothing the request metrics do not.
     """
-    deadline = job.deadline
     if deadline is not None and _monotonic() > deadline:
         return False, DeadlineExceededError("deadline passed before the model was free")
-    model = job.model
     replicas = model.replicas
     try:
         instance = replicas.acquire(deadline)
     except ModelDeployError as exc:
         return False, exc
     try:
-        outputs = instance.predict([job.item])
+        outputs = instance.predict([item])
         if len(outputs) != 1:
             raise _WrongLengthError(len(outputs), 1)
         return True, outputs[0]

@@ -418,7 +418,7 @@ class Service:
     def _run_inline(self, job: Job) -> tuple[bool, Any]:
         """Compute an admitted job on this thread; observe it if it is tagged."""
         try:
-            ok, value = execute_one(job)
+            ok, value = execute_one(job.model, job.item, job.deadline)
         finally:
             self._admission.release()
         if job.tag is not None:
@@ -514,7 +514,10 @@ class Service:
         deployment, encoder, x, deadline = self._prepare(request)
         self._admission.acquire()
         if self._pool is None:
-            ok, value = self._run_inline(Job(deployment, x, deadline, None))
+            try:
+                ok, value = execute_one(deployment, x, deadline)
+            finally:
+                self._admission.release()
             if not ok:
                 raise value
         else:
