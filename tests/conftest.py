@@ -9,9 +9,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 # the machine is small and noisy: no per-example deadline, more examples in CI
-settings.register_profile(
-    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
     "ci", deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow]
 )
