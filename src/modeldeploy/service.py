@@ -72,6 +72,11 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+def _ok_response(encoder: Serializer, value: Any, request_id: str) -> Response:
+    headers = {"content-type": encoder.media_type, "x-request-id": request_id}
+    return Response(200, headers, encoder.dumps(value))
+
+
 def _error_response(error: ModelDeployError, request_id: str) -> Response:
     # errors are always JSON: the client may not read what it asked for (that
     # may be the very error), and every HTTP client reads JSON
@@ -435,23 +440,13 @@ class Service:
         the error's HTTP status and a JSON body ``{"error": {"code", "message"}}``;
         any other exception becomes a 500 with no detail (it is logged).
         """
-        started = _perf_counter()
-        request_id = request.headers.get("x-request-id") or self._new_id()
-        if self._observe_requests:
-            self._monitor.on_request_start(RequestStarted(self.name, self.version, request_id))
+        started, request_id = self._begin(request)
         try:
             response = self._handle(request, request_id)
-            error = None
-        except ModelDeployError as exc:
-            error = exc
         except Exception as exc:
-            logger.exception("unexpected error handling request %s", request_id)
-            error = PredictionError("internal error")
-            error.__cause__ = exc
-        if error is not None:
-            response = _error_response(error, request_id)
+            return self._failed(started, request_id, exc)
         if self._observe_requests:
-            self._observe_end(request_id, started, error)
+            self._observe_end(request_id, started, None)
         return response
 
     async def ahandle(self, request: Request) -> Response:
@@ -465,33 +460,39 @@ class Service:
         """
         if self._pool is None:
             return await asyncio.get_running_loop().run_in_executor(None, self.handle, request)
-        started = _perf_counter()
-        request_id = request.headers.get("x-request-id") or self._new_id()
-        if self._observe_requests:
-            self._monitor.on_request_start(RequestStarted(self.name, self.version, request_id))
+        started, request_id = self._begin(request)
         try:
             deployment, encoder, x, deadline = self._prepare(request)
             self._admission.acquire()
             future: Future[Any] = Future()
             self._pool.put(Job(deployment, x, deadline, future))
             value = await _await(future, deadline)
-            response = Response(
-                200,
-                {"content-type": encoder.media_type, "x-request-id": request_id},
-                encoder.dumps(value),
-            )
-            error = None
-        except ModelDeployError as exc:
-            error = exc
+            response = _ok_response(encoder, value, request_id)
         except Exception as exc:
-            logger.exception("unexpected error handling request %s", request_id)
+            return self._failed(started, request_id, exc)
+        if self._observe_requests:
+            self._observe_end(request_id, started, None)
+        return response
+
+    def _begin(self, request: Request) -> tuple[float, str]:
+        """Start the clock and observation of one request; return (started, request id)."""
+        started = _perf_counter()
+        request_id = request.headers.get("x-request-id") or self._new_id()
+        if self._observe_requests:
+            self._monitor.on_request_start(RequestStarted(self.name, self.version, request_id))
+        return started, request_id
+
+    def _failed(self, started: float, request_id: str, exc: Exception) -> Response:
+        """The error response for *exc*, observed; a bug becomes a bare, logged 500."""
+        if isinstance(exc, ModelDeployError):
+            error = exc
+        else:
+            logger.error("unexpected error handling request %s", request_id, exc_info=exc)
             error = PredictionError("internal error")
             error.__cause__ = exc
-        if error is not None:
-            response = _error_response(error, request_id)
         if self._observe_requests:
             self._observe_end(request_id, started, error)
-        return response
+        return _error_response(error, request_id)
 
     def _prepare(self, request: Request) -> tuple[Deployment, Serializer, Any, float | None]:
         """Check, decode and validate a request: everything before the queue."""
@@ -524,11 +525,7 @@ class Service:
             waiter = Waiter()
             self._pool.put(Job(deployment, x, deadline, waiter))
             value = _wait(waiter, deadline)
-        return Response(
-            200,
-            {"content-type": encoder.media_type, "x-request-id": request_id},
-            encoder.dumps(value),
-        )
+        return _ok_response(encoder, value, request_id)
 
     # -- monitors ---------------------------------------------------------------
 
