@@ -214,6 +214,30 @@ class TestUsageErrors:
         assert "error: argument" in result.stderr
 
 
+def python_blocks(page: str = "docs/cli.md") -> list[str]:
+    text = (ROOT / page).read_text()
+    return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+
+
+def run_python(source: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", source], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_docs_demo_example() -> None:
+    (example,) = [b for b in python_blocks() if "predict_proba" in b]
+    run_python(example)
+
+
+def test_readme_example() -> None:
+    (example,) = python_blocks("README.md")
+    printed = run_python(example)
+    assert len(re.findall(r"-?\d+\.\d+", printed)) == 3  # the model's three scores
+
+
 # -- real servers ----------------------------------------------------------------------
 
 
@@ -317,6 +341,12 @@ class TestUvicorn:
             )
         finally:
             client.close()
+
+    def test_docs_grpc_example(self, server: Process, grpc_port: int) -> None:
+        (example,) = [b for b in python_blocks() if "tritonclient.grpc" in b]
+        printed = run_python(example.replace("127.0.0.1:8001", f"127.0.0.1:{grpc_port}"))
+        numbers = [float(x) for x in re.findall(r"\d\.\d+(?:e[-+]\d+)?", printed)]
+        np.testing.assert_allclose(numbers, predict_proba(ROWS[:1])[0], rtol=1e-5)
 
     def test_sigterm_stops_cleanly(self, server: Process) -> None:
         stop_cleanly(server)
