@@ -312,3 +312,8 @@ response_media_types = st.sampled_from(
     ["application/json", "application/msgpack", "text/plain; charset=utf-8", "image/png",
      "application/octet-stream", "application/problem+json", "APPLICATION/XML", ""]
 )  # fmt: skip
+
+# the demo model's requests (modeldeploy.demo): rows of 4 features in cm
+demo_flowers = st.lists(
+    st.lists(st.floats(0.0, 10.0, width=32), min_size=4, max_size=4), min_size=1, max_size=8
+)

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 import modeldeploy as md
 from modeldeploy import demo
+from tests import strategies
 from tests.conftest import require_tool
 from tests.integration.servers import (
     ROOT,
@@ -37,10 +37,6 @@ EXAMPLES = [
     ([6.3, 3.3, 6.0, 2.5], "virginica"),
 ]
 
-flowers = st.lists(
-    st.lists(st.floats(0.0, 10.0, width=32), min_size=4, max_size=4), min_size=1, max_size=8
-)
-
 
 class TestModel:
     def test_classifies_flowers_near_each_class(self) -> None:
@@ -51,7 +47,7 @@ class TestModel:
         ]
         assert probabilities.max(axis=1).min() > 0.8
 
-    @given(flowers)
+    @given(strategies.demo_flowers)
     def test_probabilities(self, rows: list[list[float]]) -> None:
         probabilities = demo.predict_proba(rows)
         assert probabilities.dtype == np.float32
@@ -59,7 +55,7 @@ class TestModel:
         assert np.all(probabilities >= 0)
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
-    @given(flowers)
+    @given(strategies.demo_flowers)
     def test_rows_are_independent(self, rows: list[list[float]]) -> None:
         together = demo.predict_proba(rows)
         one_by_one = np.concatenate([demo.predict_proba([row]) for row in rows])
