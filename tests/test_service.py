@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 
@@ -346,3 +347,93 @@ class TestMonitoring:
             for f in futures:
                 f.result(timeout=5)
             assert seen["q"]() == 0
+
+
+SERIALIZER_NAMES = ["json", "msgpack", "pickle", "protobuf", "xml"]
+
+
+@pytest.fixture(scope="module")
+def every_format_service():
+    codecs = [md.serializers.get(name) for name in SERIALIZER_NAMES]
+    with md.Service(
+        EchoPredictor(lambda x: {"sum": sum(x["values"]), "label": x["label"]}),
+        serializers=codecs,
+        workers=2,
+        max_body_size=4096,
+    ) as service:
+        yield service
+
+
+class TestHandle:
+    @pytest.fixture
+    def service(self, every_format_service):
+        return every_format_service
+
+    @pytest.mark.parametrize("name", SERIALIZER_NAMES)
+    @pytest.mark.parametrize("answer_in", [None, *SERIALIZER_NAMES])
+    def test_round_trip_for_every_serializer_pair(self, service, name, answer_in):
+        decoder = md.serializers.get(name)
+        encoder = md.serializers.get(answer_in or name)
+        body = decoder.dumps({"values": [1.5, 2.5, -1.0], "label": "é"})
+        response = service.handle(
+            md.Request(body, content_type=decoder.media_type, accept=encoder.media_type)
+        )
+        assert response.status == 200, response.body
+        assert response.headers["content-type"] == encoder.media_type
+        assert encoder.loads(response.body) == {"sum": 3.0, "label": "é"}
+
+    def test_accept_anything_answers_in_kind(self, service):
+        codec = md.serializers.get("msgpack")
+        response = service.handle(
+            md.Request(codec.dumps({"values": [1], "label": ""}), "application/msgpack")
+        )
+        assert response.headers["content-type"] == "application/msgpack"
+
+    @pytest.mark.parametrize(
+        ("request_", "status", "code"),
+        [
+            (md.Request(b"{}", content_type="text/csv"), 415, "unsupported_media_type"),
+            (md.Request(b"{}", accept="image/png"), 406, "not_acceptable"),
+            (md.Request(b"{nope"), 400, "decode_error"),
+            (md.Request(b"[" + b"1," * 3000 + b"1]"), 413, "payload_too_large"),
+            (md.Request(b"{}"), 500, "prediction_error"),
+            (
+                md.Request(b"\x80\x04cos\nsystem\n.", content_type="application/python-pickle"),
+                400,
+                "untrusted_payload",
+            ),
+        ],
+        ids=["415", "406", "400", "413", "500", "pickle refused"],
+    )
+    def test_errors_become_typed_json_responses(self, service, request_, status, code):
+        response = service.handle(request_)
+        assert response.status == status
+        assert response.headers["content-type"] == "application/json"
+        error = json.loads(response.body)["error"]
+        assert error["code"] == code
+        assert "Traceback" not in error["message"]
+        assert response.headers["x-request-id"]
+
+    def test_validation_error_is_422(self):
+        signature = md.Signature([md.TensorSpec("x", "float32", (3,))])
+        with md.Service(EchoPredictor(signature=signature), workers=0) as service:
+            ok = service.handle(md.Request(b"[1, 2, 3]"))
+            bad = service.handle(md.Request(b"[1, 2]"))
+        assert ok.status == 200
+        assert bad.status == 422
+        assert "x" in json.loads(bad.body)["error"]["message"]
+
+    def test_overload_answers_503_with_retry_after(self):
+        model = GatedPredictor()
+        with md.Service(model, workers=1, max_queue=1, retry_after=3.0) as service:
+            held = service.submit(1)
+            assert model.entered.wait(5)
+            response = service.handle(md.Request(b"1"))
+            model.open()
+            held.result(timeout=5)
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "3"
+
+    def test_request_id_is_echoed(self, service):
+        response = service.handle(md.Request(b"{}", headers={"x-request-id": "abc-123"}))
+        assert response.headers["x-request-id"] == "abc-123"
