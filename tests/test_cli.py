@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from modeldeploy import cli
 from modeldeploy.demo import predict_proba
 from modeldeploy.http import HTTPApp
 from tests.conftest import require_tool
-from tests.integration.servers import ROOT, Process, free_port, request, serve
+from tests.integration.servers import ROOT, STOP_WITHIN, Process, free_port, request, serve
 
 SERVE_OPTIONS = [
     "--host",
@@ -420,6 +421,18 @@ class TestWsgiref:
 
     def test_sigterm_stops_cleanly(self, server: Process) -> None:
         stop_cleanly(server)
+
+
+@pytest.mark.integration
+def test_sigint_stops_cleanly_too() -> None:
+    process = serve("operator:neg", name="uvicorn")
+    try:
+        process.process.send_signal(signal.SIGINT)
+        assert process.process.wait(timeout=STOP_WITHIN) == 0, process.log()
+        assert "received SIGINT, shutting down" in process.log()
+        assert "Application shutdown complete" in process.log()
+    finally:
+        process.kill()
 
 
 @pytest.mark.integration

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
     from .adapters.asgi import ASGIApp
 
-__all__ = ["SERVERS", "build_parser", "main", "resolve"]
+__all__ = ["SERVERS", "as_app", "build_parser", "main", "resolve"]
 
 logger = logging.getLogger("modeldeploy.cli")
 
@@ -66,9 +66,9 @@ The servers ``modeldeploy serve --server`` can run.
 .. versionadded:: 0.1.0
 """
 
-LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
-DEFAULT_THREADS: Final = 4
-GRACE_S: Final = 30.0  # seconds in-flight requests get to finish on SIGTERM
+_LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
+_DEFAULT_THREADS: Final = 4
+_GRACE_S: Final = 30.0  # seconds in-flight requests get to finish on SIGTERM
 
 # how a parent hands its configuration to the server processes it starts
 _SPEC_ENV: Final = "MODELDEPLOY_SPEC"
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=None,
         metavar="T",
-        help=f"threads per gunicorn worker process (gunicorn only; default: {DEFAULT_THREADS})",
+        help=f"threads per gunicorn worker process (gunicorn only; default: {_DEFAULT_THREADS})",
     )
     serve.add_argument(
         "--grpc-port",
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--log-level",
-        choices=LOG_LEVELS,
+        choices=_LOG_LEVELS,
         default="info",
         help="log level of modeldeploy and the server (default: %(default)s)",
     )
@@ -370,7 +370,7 @@ def _listening(options: argparse.Namespace, app: HTTPApp) -> None:
     noun = "model" if len(app.services) == 1 else "models"
     processes = f"{options.workers} process{'es' if options.workers > 1 else ''}"
     if options.server == "gunicorn":
-        processes += f", {options.threads or DEFAULT_THREADS} threads each"
+        processes += f", {options.threads or _DEFAULT_THREADS} threads each"
     logger.info(
         "serving %s %s on http://%s:%d (%s, %s); metrics on /metrics",
         noun,
@@ -429,9 +429,9 @@ def _start_grpc(options: argparse.Namespace, app: HTTPApp) -> grpc.Server | None
 
 def _shutdown(app: HTTPApp, grpc_server: grpc.Server | None) -> None:
     if grpc_server is not None:
-        grpc_server.stop(grace=GRACE_S).wait()
+        grpc_server.stop(grace=_GRACE_S).wait()
     for service in app.services.values():
-        service.close(timeout=GRACE_S)
+        service.close(timeout=_GRACE_S)
     logger.info("stopped")
 
 
@@ -481,6 +481,8 @@ def _run_uvicorn(options: argparse.Namespace, app: HTTPApp) -> int:
     grpc_server = None
     try:
         grpc_server = _start_grpc(options, app)
+        if stop.event.is_set():
+            return 0  # stopped before uvicorn took over the signals
         _listening(options, app)
         common: dict[str, Any] = {
             "host": options.host,
@@ -488,7 +490,7 @@ def _run_uvicorn(options: argparse.Namespace, app: HTTPApp) -> int:
             "log_level": options.log_level,
             "access_log": options.access_log,
             "lifespan": "on",
-            "timeout_graceful_shutdown": int(GRACE_S),
+            "timeout_graceful_shutdown": int(_GRACE_S),
         }
         try:
             if options.workers == 1:
@@ -521,7 +523,7 @@ def _run_gunicorn(options: argparse.Namespace, app: HTTPApp) -> int:
     settings = {
         "bind": f"{_host_for_url(options.host)}:{options.port}",
         "workers": options.workers,
-        "threads": options.threads or DEFAULT_THREADS,
+        "threads": options.threads or _DEFAULT_THREADS,
         "loglevel": options.log_level,
         "accesslog": "-" if options.access_log else None,
     }
@@ -575,7 +577,7 @@ def _gunicorn_main() -> None:
     def worker_exit(server: Any, worker: Any) -> None:
         for app in loaded:
             for service in app.services.values():
-                service.close(timeout=GRACE_S)
+                service.close(timeout=_GRACE_S)
 
     def child_exit(server: Any, worker: Any) -> None:
         if os.environ.get(_MULTIPROC_ENV):
@@ -588,7 +590,7 @@ def _gunicorn_main() -> None:
             options = {
                 **settings,
                 "worker_class": "gthread",
-                "graceful_timeout": int(GRACE_S),
+                "graceful_timeout": int(_GRACE_S),
                 "proc_name": "modeldeploy",
                 "worker_exit": worker_exit,
                 "child_exit": child_exit,
