@@ -435,6 +435,33 @@ def test_sigint_stops_cleanly_too() -> None:
         process.kill()
 
 
+BAD_LOAD = """
+import modeldeploy as md
+
+class Model:
+    name, version, signature = "bad", "1", None
+
+    def load(self):
+        raise OSError("weights missing")
+
+    def predict(self, batch):
+        return batch
+
+service = md.Service(Model())
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("server", ["uvicorn", "wsgiref"])
+def test_model_that_fails_to_load_exits_1(tmp_path: Path, server: str) -> None:
+    (tmp_path / "bad_load.py").write_text(BAD_LOAD)
+    port = str(free_port())
+    result = run_cli("serve", "bad_load:service", "--server", server, "--port", port, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "model 'bad' failed to load" in result.stderr
+    assert "weights missing" in result.stderr  # the cause, for the operator
+
+
 @pytest.mark.integration
 def test_port_in_use_fails_with_status_1() -> None:
     with socket.socket() as taken:

@@ -318,6 +318,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         print(f"modeldeploy {options.command}: error: {exc}", file=sys.stderr)
         return _EXIT_USAGE
+    except ModelDeployError as exc:
+        # a model that fails to load: the operator needs the cause, traceback included
+        logger.error("cannot serve: %s", exc.message, exc_info=exc)
+        return 1
 
 
 class _UsageError(Exception):
