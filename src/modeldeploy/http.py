@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -47,7 +48,7 @@ from .errors import (
     VersionNotFoundError,
 )
 from .messages import Request, Response
-from .service import Service
+from .service import Service, State
 
 __all__ = ["TIMEOUT_HEADER", "HTTPApp"]
 
@@ -197,6 +198,8 @@ class HTTPApp:
         # /predict is unambiguous only with one service
         self._single = next(iter(self.services.values())) if len(self.services) == 1 else None
         self._server_metadata = Response(200, _JSON_HEADERS, v2.dumps_json(v2.server_metadata()))
+        self._unstarted = True
+        self._start_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"HTTPApp(services={list(self.services)!r})"
@@ -284,6 +287,37 @@ class HTTPApp:
         .. versionadded:: 0.1.0
         """
         return _v2_error(error) if path.startswith(_V2_PREFIX) else _plain_error(error)
+
+    def start_services(self) -> str | None:
+        """
+        Start every service not started yet; only the first call does anything.
+
+        Adapters call it on their first request, in the worker process that
+        serves it (worker threads do not survive ``fork()``), or on startup.
+        Later calls, even while the first still runs, start nothing and return
+        None. A service that fails to start is logged, not raised: it is then
+        failed, its routes answer 503 and health says so.
+
+        Returns:
+            The first failure's message, or None.
+
+        .. versionadded:: 0.1.0
+        """
+        if not self._unstarted:
+            return None
+        failure = None
+        with self._start_lock:
+            if not self._unstarted:
+                return None
+            self._unstarted = False
+            for service in self.services.values():
+                if service.state is State.NEW:
+                    try:
+                        service.start()
+                    except Exception as exc:
+                        logger.exception("starting model %s failed", service.name)
+                        failure = failure or str(exc)
+        return failure
 
     # -- routing -----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Real servers for the end-to-end suite: started by the test, stopped by PID."""
+"""Real servers for the end-to-end suite (started by the test, stopped by PID), and fakes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -129,3 +130,17 @@ def client(server: Server) -> Iterator[thttp.InferenceServerClient]:
     client = thttp.InferenceServerClient(server.address, network_timeout=30)
     yield client
     client.close()
+
+
+class BrokenPredictor:
+    """A predictor whose ``load`` raises: its service fails to start."""
+
+    signature = None
+    name = "broken"
+    version = "1"
+
+    def load(self) -> None:
+        raise OSError("weights missing")
+
+    def predict(self, batch: Any) -> Any:
+        return batch

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import modeldeploy as md
 from modeldeploy.http import TIMEOUT_HEADER, HTTPApp
 from tests import strategies
+from tests.adapters.conftest import BrokenPredictor
 
 SIGNATURE = md.Signature(
     inputs=[md.TensorSpec("x", "float32", (2,))], outputs=[md.TensorSpec("y", "float32", (2,))]
@@ -238,6 +239,36 @@ class TestDeadlinesAndOverload:
         app = HTTPApp(md.Service(double, name="m"))
         assert error_of(both(app, "POST", "/v2/models/m/infer", INFER)) == "model 'm' is new"
         assert error_of(both(app, "POST", "/predict", b"[1, 2]"))["code"] == "not_ready"
+
+
+class TestStartServices:
+    def test_starts_the_new_services_once(self) -> None:
+        started = md.Service(double, name="a", workers=0).start()
+        new = md.Service(double, name="b", workers=0)
+        app = HTTPApp([started, new])
+        try:
+            assert app.start_services() is None
+            assert new.ready() and started.ready()
+            late = app.services["late"] = md.Service(double, name="late", workers=0)
+            assert app.start_services() is None
+            assert late.state is md.State.NEW  # only the first call starts anything
+        finally:
+            started.close()
+            new.close()
+
+    def test_a_failure_is_logged_and_returned(self, caplog: pytest.LogCaptureFixture) -> None:
+        broken = md.Service(BrokenPredictor())
+        ok = md.Service(double, name="ok", workers=0)
+        app = HTTPApp([broken, ok])
+        with caplog.at_level(logging.ERROR, "modeldeploy"):
+            failure = app.start_services()
+        try:
+            assert failure == "model 'broken' failed to load: OSError"
+            assert "starting model broken failed" in caplog.text
+            assert broken.state is md.State.FAILED
+            assert ok.ready()  # one failure does not keep the others down
+        finally:
+            ok.close()
 
 
 class TestFailures:

@@ -8,18 +8,16 @@ Pure ASGI, no framework: ``http`` requests go to :meth:`HTTPApp.acall`, and the
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from modeldeploy.errors import PayloadTooLargeError
 from modeldeploy.http import HTTPApp
 from modeldeploy.messages import Response
-from modeldeploy.service import Service, State
+from modeldeploy.service import Service
 
 __all__ = ["ASGIApp", "asgi"]
 
-logger = logging.getLogger("modeldeploy")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -168,21 +166,12 @@ class _ASGIApp:
         """Start every service not started yet; return the first failure's message."""
         if self._start_lock is None:
             self._start_lock = asyncio.Lock()
-        failure = None
         async with self._start_lock:
             if not self._unstarted:
                 return None
             self._unstarted = False
-            for service in self.app.services.values():
-                if service.state is State.NEW:
-                    try:
-                        # loading blocks: keep the loop free for other connections
-                        await asyncio.to_thread(service.start)
-                    except Exception as exc:
-                        # the service is now failed: its routes answer 503, health says so
-                        logger.exception("starting model %s failed", service.name)
-                        failure = failure or str(exc)
-        return failure
+            # loading blocks: keep the loop free for other connections
+            return await asyncio.to_thread(self.app.start_services)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

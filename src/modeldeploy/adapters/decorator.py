@@ -28,7 +28,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, TypeVar
 from urllib.parse import urlencode
 
-from modeldeploy.errors import DecodeError, ModelDeployError, PayloadTooLargeError
+from modeldeploy.adapters._body import content_length, read_wsgi_input
+from modeldeploy.errors import DecodeError, ModelDeployError
 from modeldeploy.http import TIMEOUT_HEADER, HTTPApp
 from modeldeploy.messages import Request, Response
 from modeldeploy.serializers._base import DEFAULT_MAX_SIZE
@@ -63,7 +64,6 @@ Pseudo-header giving the request's path and query (``/v2/health/ready``); an
 """
 
 _View = TypeVar("_View", bound=Callable[..., Any])
-_READ_CHUNK: Final = 1 << 16
 _TEXT_TYPES: Final = frozenset({"application/json", "application/xml"})
 _JSON: Final = "application/json"
 _DEFAULT_PATH: Final = "/predict"
@@ -411,31 +411,11 @@ def environ_request(
 
 
 def _read_environ_body(environ: Mapping[str, Any], length: str | None, limit: int) -> bytes:
-    stream = environ.get("wsgi.input")
-    if stream is None:
+    if environ.get("wsgi.input") is None:
         return b""
-    if length:
-        if not length.strip().isdigit():
-            raise DecodeError("Content-Length is not a number")
-        size = int(length)
-        if size > limit:
-            raise PayloadTooLargeError(f"body of {size} bytes is over the limit of {limit}")
-        body: bytes = stream.read(size) if size else b""
-        if len(body) != size:
-            raise DecodeError("the body is shorter than its Content-Length")
-        return body
-    if not environ.get("wsgi.input_terminated"):
-        return b""  # PEP 3333: no Content-Length, no body
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        chunk = stream.read(min(_READ_CHUNK, limit + 1 - total))
-        if not chunk:
-            return b"".join(chunks)
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLargeError(f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    # the environ may come from any framework: forgive spaces around the number
+    size = content_length(length.strip()) if length else None
+    return read_wsgi_input(environ, size, limit)
 
 
 def tuple_response(response: Response) -> tuple[bytes, int, dict[str, str]]:

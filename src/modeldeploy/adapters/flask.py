@@ -11,24 +11,20 @@ HTTPApp. The app's own routes stay its own.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable, Iterable
 from typing import Final
 
 import flask
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
+from modeldeploy.adapters._body import check_size, read_body
 from modeldeploy.errors import DecodeError, ModelDeployError, PayloadTooLargeError
 from modeldeploy.http import HTTPApp
 from modeldeploy.messages import Response
-from modeldeploy.service import Service, State
+from modeldeploy.service import Service
 
 __all__ = ["blueprint"]
 
-logger = logging.getLogger("modeldeploy")
-
-_READ_CHUNK: Final = 1 << 16
 # OPTIONS stays Flask's own (automatic answers); HEAD is answered as GET
 _METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 # (rule, endpoint, the HTTPApp path it stands for); "{}" takes the <path:rest> part
@@ -99,8 +95,7 @@ class _View:
     def __init__(self, app: HTTPApp) -> None:
         self.app = app
         self._max_body_size = app.max_body_size
-        self._unstarted = True
-        self._start_lock = threading.Lock()
+        self._start_services = app.start_services
 
     def bind(self, template: str) -> Callable[..., flask.Response]:
         if "{}" in template:
@@ -116,8 +111,7 @@ class _View:
         return fixed
 
     def answer(self, path: str) -> flask.Response:
-        if self._unstarted:
-            self._start()
+        self._start_services()
         request = flask.request
         headers = {name.lower(): value for name, value in request.headers.items()}
         try:
@@ -134,43 +128,15 @@ class _View:
     def _read_body(self, request: flask.Request) -> bytes:
         limit = self._max_body_size
         length = request.content_length
-        if length is not None and length > limit:
-            raise PayloadTooLargeError(f"body of {length} bytes is over the limit of {limit}")
+        if length is not None:
+            # ours first: werkzeug's own limit trips as soon as the stream is touched
+            check_size(length, limit)
         try:
-            stream = request.stream
-            if length is not None:
-                body: bytes = stream.read(length) if length else b""
-                if len(body) != length:
-                    raise DecodeError("the body is shorter than its Content-Length")
-                return body
-            # no Content-Length: a chunked body, read only up to one byte past the limit
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                chunk = stream.read(min(_READ_CHUNK, limit + 1 - total))
-                if not chunk:
-                    return b"".join(chunks)
-                total += len(chunk)
-                if total > limit:
-                    raise PayloadTooLargeError(f"body is over the limit of {limit} bytes")
-                chunks.append(chunk)
+            return read_body(request.stream, length, limit)
         except RequestEntityTooLarge as exc:  # the Flask app's MAX_CONTENT_LENGTH
             raise PayloadTooLargeError("body is over the app's size limit") from exc
         except ClientDisconnected as exc:
             raise DecodeError("the body is shorter than its Content-Length") from exc
-
-    def _start(self) -> None:
-        with self._start_lock:
-            if not self._unstarted:
-                return
-            self._unstarted = False
-            for service in self.app.services.values():
-                if service.state is State.NEW:
-                    try:
-                        service.start()
-                    except Exception:
-                        # the service is now failed: its routes answer 503, health says so
-                        logger.exception("starting model %s failed", service.name)
 
 
 def _flask_response(response: Response) -> flask.Response:

@@ -7,19 +7,16 @@ with ``workers=0`` the model runs right there, with no second thread hop.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any, Final
 
-from modeldeploy.errors import DecodeError, ModelDeployError, PayloadTooLargeError
+from modeldeploy.adapters._body import content_length, read_wsgi_input
+from modeldeploy.errors import ModelDeployError
 from modeldeploy.http import HTTPApp
-from modeldeploy.service import Service, State
+from modeldeploy.service import Service
 
 __all__ = ["WSGIApp", "wsgi"]
-
-logger = logging.getLogger("modeldeploy")
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -33,7 +30,6 @@ _STATUS_LINES: Final = {int(s): f"{int(s)} {s.phrase}" for s in HTTPStatus}
 # environ key -> header name; bounded, since clients choose the names
 _HEADER_NAMES: dict[str, str] = {}
 _MAX_CACHED_NAMES: Final = 256
-_READ_CHUNK: Final = 1 << 16
 
 
 def wsgi(target: Service | HTTPApp) -> WSGIApp:
@@ -91,22 +87,22 @@ class _WSGIApp:
         self.app = app
         self._call = app.__call__
         self._max_body_size = app.max_body_size
-        self._unstarted = True
-        self._start_lock = threading.Lock()
+        self._start_services = app.start_services
 
     def __repr__(self) -> str:
         return f"wsgi({self.app!r})"
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if self._unstarted:
-            self._start()
+        self._start_services()
         path: str = environ.get("PATH_INFO", "")
         if not path.isascii():
             # PEP 3333 hands the raw bytes over as latin-1; URLs are UTF-8
             path = path.encode("latin-1").decode("utf-8", "replace")
         headers = _headers(environ)
+        length = headers.get("content-length")
         try:
-            body = self._read_body(environ, headers.get("content-length"))
+            size = content_length(length) if length else None
+            body = read_wsgi_input(environ, size, self._max_body_size)
         except ModelDeployError as exc:
             response = self.app.error(path, exc)
         else:
@@ -117,42 +113,3 @@ class _WSGIApp:
         out.append(("Content-Length", str(len(response.body))))
         start_response(_status_line(response.status), out)
         return [response.body]
-
-    def _read_body(self, environ: Mapping[str, Any], length: str | None) -> bytes:
-        stream = environ["wsgi.input"]
-        limit = self._max_body_size
-        if length:
-            if not length.isdigit():
-                raise DecodeError("Content-Length is not a number")
-            size = int(length)
-            if size > limit:
-                raise PayloadTooLargeError(f"body of {size} bytes is over the limit of {limit}")
-            body: bytes = stream.read(size) if size else b""
-            if len(body) != size:
-                raise DecodeError("the body is shorter than its Content-Length")
-            return body
-        if not environ.get("wsgi.input_terminated"):
-            return b""  # PEP 3333: no Content-Length, no body
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            chunk = stream.read(min(_READ_CHUNK, limit + 1 - total))
-            if not chunk:
-                return b"".join(chunks)
-            total += len(chunk)
-            if total > limit:
-                raise PayloadTooLargeError(f"body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-
-    def _start(self) -> None:
-        with self._start_lock:
-            if not self._unstarted:
-                return
-            self._unstarted = False
-            for service in self.app.services.values():
-                if service.state is State.NEW:
-                    try:
-                        service.start()
-                    except Exception:
-                        # the service is now failed: its routes answer 503, health says so
-                        logger.exception("starting model %s failed", service.name)
