@@ -38,7 +38,7 @@ unit: venv  ## the pytest suite alone
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 docs-build: venv  ## strict docs build into site/
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 test: lint typecheck unit docs-build  ## everything CI runs
 

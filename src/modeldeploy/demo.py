@@ -63,8 +63,8 @@ The class of each output probability, in order.
 
 # the ignores: attrs' mypy plugin cannot type Signature's bare `converter=tuple`
 SIGNATURE: Final = Signature(
-    inputs=(TensorSpec("features", "float32", (-1, 4)),),  # type: ignore[arg-type]
-    outputs=(TensorSpec("probabilities", "float32", (-1, 3)),),  # type: ignore[arg-type]
+    inputs=(TensorSpec("features", "float32", (-1, 4)),),
+    outputs=(TensorSpec("probabilities", "float32", (-1, 3)),),
 )
 """
 One request is a matrix of flowers: ``features`` (rows, 4) in, ``probabilities`` (rows, 3) out.

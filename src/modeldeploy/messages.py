@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -83,6 +83,10 @@ class TensorSpec:
     )
 
 
+def _specs(specs: Iterable[TensorSpec]) -> tuple[TensorSpec, ...]:
+    return tuple(specs)
+
+
 @attrs.frozen
 class Signature:
     """
@@ -94,5 +98,5 @@ class Signature:
     .. versionadded:: 0.1.0
     """
 
-    inputs: tuple[TensorSpec, ...] = attrs.field(converter=tuple)
-    outputs: tuple[TensorSpec, ...] = attrs.field(converter=tuple, factory=tuple)
+    inputs: tuple[TensorSpec, ...] = attrs.field(converter=_specs)
+    outputs: tuple[TensorSpec, ...] = attrs.field(converter=_specs, factory=tuple)

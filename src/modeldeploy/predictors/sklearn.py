@@ -138,4 +138,4 @@ def signature_from_sklearn(
     else:
         output = TensorSpec(output_name, "object")
     # attrs types the tuple converter's argument as an unsolved Iterable[_T_co]
-    return Signature(inputs, (output,))  # type: ignore[arg-type]
+    return Signature(inputs, (output,))
