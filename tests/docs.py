@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 DOCS = Path(__file__).parents[1] / "docs"
 
 _FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", flags=re.M | re.S)
@@ -27,3 +29,9 @@ def run(source: str, page: str | Path, namespace: dict[str, Any] | None = None) 
     scope = {"__name__": "__docs__"} if namespace is None else namespace
     exec(compile(source, str(DOCS / page), "exec"), scope)
     return scope
+
+
+def examples(page: str | Path) -> pytest.MarkDecorator:
+    """Parametrize a test over the python blocks of *page* as ``source`` (ids ``block0``...)."""
+    found = blocks(page)
+    return pytest.mark.parametrize("source", found, ids=[f"block{i}" for i in range(len(found))])

@@ -8,9 +8,7 @@ import inspect
 import io
 import json
 import logging
-import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -31,7 +29,7 @@ from modeldeploy.adapters.decorator import (
 )
 from modeldeploy.http import HTTPApp
 from modeldeploy.testing import EchoPredictor, GatedPredictor
-from tests import strategies
+from tests import docs, strategies
 
 
 def rest_event(
@@ -496,18 +494,12 @@ class TestAsync:
         assert response.status_code == 500
 
 
-PAGE = Path(__file__).parents[2] / "docs" / "adapters" / "decorator.md"
-BLOCKS = (
-    re.findall(r"^```python\n(.*?)^```$", PAGE.read_text(), flags=re.M | re.S)
-    if PAGE.exists()
-    else []
-)
-
-
 class TestDocs:
-    def test_the_page_has_examples(self) -> None:
-        assert len(BLOCKS) >= 2
+    page = "adapters/decorator.md"
 
-    @pytest.mark.parametrize("source", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+    def test_the_page_has_examples(self) -> None:
+        assert len(docs.blocks(self.page)) >= 2
+
+    @docs.examples(page)
     def test_example_runs(self, source: str) -> None:
-        exec(compile(source, str(PAGE), "exec"), {"__name__": "__docs__"})
+        docs.run(source, self.page)

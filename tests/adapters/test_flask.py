@@ -6,14 +6,12 @@ import gc
 import http.client
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import flask
@@ -30,7 +28,7 @@ from modeldeploy import v2
 from modeldeploy.adapters.flask import blueprint
 from modeldeploy.http import HTTPApp
 from modeldeploy.testing import EchoPredictor
-from tests import strategies
+from tests import docs, strategies
 from tests.adapters import conftest as e2e_conftest
 from tests.adapters.e2e import E2E, raw
 
@@ -449,19 +447,13 @@ class TestThreadedServer:
             client.close()
 
 
-PAGE = Path(__file__).parents[2] / "docs" / "adapters" / "flask.md"
-BLOCKS = (
-    re.findall(r"^```python\n(.*?)^```$", PAGE.read_text(), flags=re.M | re.S)
-    if PAGE.exists()
-    else []
-)
-
-
 @pytest.mark.usefixtures("collect_clients")
 class TestDocs:
-    def test_the_page_has_examples(self) -> None:
-        assert len(BLOCKS) >= 2
+    page = "adapters/flask.md"
 
-    @pytest.mark.parametrize("source", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+    def test_the_page_has_examples(self) -> None:
+        assert len(docs.blocks(self.page)) >= 2
+
+    @docs.examples(page)
     def test_example_runs(self, source: str) -> None:
-        exec(compile(source, str(PAGE), "exec"), {"__name__": "__docs__"})
+        docs.run(source, self.page)

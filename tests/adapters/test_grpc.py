@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -29,7 +27,7 @@ from modeldeploy._proto.inference import grpc_service_pb2_grpc as pb_grpc
 from modeldeploy.adapters import grpc as md_grpc
 from modeldeploy.http import HTTPApp
 from modeldeploy.testing import EchoPredictor, GatedPredictor
-from tests import strategies
+from tests import docs, strategies
 from tests.adapters import app as e2e_app
 from tests.adapters import conftest as e2e_conftest
 
@@ -572,18 +570,12 @@ class TestServerProcess:
         assert status(info) == "RESOURCE_EXHAUSTED"
 
 
-PAGE = Path(__file__).parents[2] / "docs" / "adapters" / "grpc.md"
-BLOCKS = (
-    re.findall(r"^```python\n(.*?)^```$", PAGE.read_text(), flags=re.M | re.S)
-    if PAGE.exists()
-    else []
-)
-
-
 class TestDocs:
-    def test_the_page_has_examples(self) -> None:
-        assert len(BLOCKS) >= 2
+    page = "adapters/grpc.md"
 
-    @pytest.mark.parametrize("source", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+    def test_the_page_has_examples(self) -> None:
+        assert len(docs.blocks(self.page)) >= 2
+
+    @docs.examples(page)
     def test_example_runs(self, source: str) -> None:
-        exec(compile(source, str(PAGE), "exec"), {"__name__": "__docs__"})
+        docs.run(source, self.page)

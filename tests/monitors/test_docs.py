@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import structlog
 
-PAGE = Path(__file__).parents[2] / "docs" / "monitors.md"
-BLOCKS = re.findall(r"^```python\n(.*?)^```$", PAGE.read_text(), flags=re.M | re.S)
+from tests import docs
+
+PAGE = "monitors.md"
 
 
 @pytest.fixture(autouse=True)
@@ -20,9 +19,9 @@ def _reset_structlog() -> Iterator[None]:
 
 
 def test_the_page_has_examples() -> None:
-    assert len(BLOCKS) >= 4
+    assert len(docs.blocks(PAGE)) >= 4
 
 
-@pytest.mark.parametrize("source", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+@docs.examples(PAGE)
 def test_example_runs(source: str) -> None:
-    exec(compile(source, str(PAGE), "exec"), {"__name__": "__docs__"})
+    docs.run(source, PAGE)

@@ -7,9 +7,7 @@ import datetime
 import enum
 import json
 import math
-import re
 import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,10 +24,10 @@ from modeldeploy.errors import (
 )
 from modeldeploy.negotiation import BUILTIN_MEDIA_TYPES
 from modeldeploy.serializers.json import INT_MAX, INT_MIN, JSON
-from tests import strategies
+from tests import docs, strategies
 
 ENGINES = ("orjson", "stdlib")
-DOCS = Path(__file__).parents[2] / "docs" / "serializers" / "json.md"
+PAGE = "serializers/json.md"
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -457,8 +455,10 @@ def _depth(value: Any) -> int:
     return 0
 
 
-def test_docs_examples_run() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.DOTALL)
-    assert blocks
-    for block in blocks:
-        exec(compile(block, str(DOCS), "exec"), {})
+def test_the_page_has_examples() -> None:
+    assert docs.blocks(PAGE)
+
+
+@docs.examples(PAGE)
+def test_docs_examples_run(source: str) -> None:
+    docs.run(source, PAGE)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,9 +17,9 @@ from modeldeploy import serializers
 from modeldeploy.errors import DecodeError, EncodeError, ModelDeployError, PayloadTooLargeError
 from modeldeploy.negotiation import BUILTIN_MEDIA_TYPES
 from modeldeploy.serializers.xml import XML
-from tests import strategies
+from tests import docs, strategies
 
-DOCS = Path(__file__).parents[2] / "docs" / "serializers" / "xml.md"
+PAGE = "serializers/xml.md"
 
 
 def nested(depth: int) -> Any:
@@ -327,8 +325,10 @@ class TestLimits:
         assert XML().loads(strided) == [1, "ab"]
 
 
-def test_docs_examples_run() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.DOTALL)
-    assert blocks
-    for block in blocks:
-        exec(compile(block, str(DOCS), "exec"), {})
+def test_the_page_has_examples() -> None:
+    assert docs.blocks(PAGE)
+
+
+@docs.examples(PAGE)
+def test_docs_examples_run(source: str) -> None:
+    docs.run(source, PAGE)
