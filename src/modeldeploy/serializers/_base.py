@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import cache
 from types import ModuleType
+from typing import Any
 
-from ..errors import PayloadTooLargeError
+from ..errors import DecodeError, PayloadTooLargeError
 
 DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 """Bytes a ``loads`` accepts by default (64 MiB)."""
@@ -13,12 +14,61 @@ DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
 """Container nesting a ``loads`` accepts by default."""
 
+ALIGNMENT = 64
+"""Array bytes in a framed body start at a multiple of this many bytes from its start."""
+
+MAX_DTYPE_LEN = 32
+"""Longest NumPy dtype string a body may name."""
+
+# dtype kinds whose values are plain bytes: bool, ints, floats, complex,
+# datetime/timedelta, fixed-width bytes and str; never object, void or structs
+_PLAIN_KINDS = frozenset("biufcmMSU")
+
 
 def check_size(data: bytes | memoryview, max_size: int, name: str) -> None:
     """Raise PayloadTooLargeError when *data* is over *max_size* bytes."""
     size = data.nbytes if isinstance(data, memoryview) else len(data)
     if size > max_size:
         raise PayloadTooLargeError(f"{name} body of {size} bytes is over the limit of {max_size}")
+
+
+def byte_view(data: bytes | memoryview, name: str) -> memoryview:
+    """
+    Return *data* as a read-only, one-dimensional view of unsigned bytes.
+
+    Raises:
+        DecodeError: *data* is not a contiguous buffer.
+    """
+    try:
+        view = memoryview(data)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+    except TypeError as exc:
+        raise DecodeError(f"{name} body is not a contiguous buffer") from exc
+    return view.toreadonly()
+
+
+def aligned(offset: int) -> int:
+    """Return the first multiple of :data:`ALIGNMENT` at or after *offset*."""
+    return -(-offset // ALIGNMENT) * ALIGNMENT
+
+
+def is_plain_dtype(dtype: Any, *, allow_empty: bool = False) -> bool:
+    """
+    Whether values of NumPy *dtype* are plain bytes, safe to send and map.
+
+    Args:
+        dtype: A ``numpy.dtype``.
+        allow_empty: Accept the zero-width ``S`` and ``U`` dtypes that
+            ``np.str_("")`` and ``np.bytes_(b"")`` carry.
+    """
+    return (
+        dtype.kind in _PLAIN_KINDS
+        and not dtype.hasobject
+        and dtype.fields is None
+        and dtype.subdtype is None
+        and (dtype.itemsize > 0 or (allow_empty and dtype.kind in "SU"))
+    )
 
 
 @cache

@@ -21,7 +21,17 @@ import msgpack
 from modeldeploy.errors import DecodeError, EncodeError, ModelDeployError
 from modeldeploy.negotiation import BUILTIN_MEDIA_TYPES
 
-from ._base import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, check_size, numpy_or_none
+from ._base import (
+    ALIGNMENT,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_SIZE,
+    MAX_DTYPE_LEN,
+    aligned,
+    byte_view,
+    check_size,
+    is_plain_dtype,
+    numpy_or_none,
+)
 
 __all__ = ["ALIGNMENT", "FRAME_EXT", "NDARRAY_EXT", "SCALAR_EXT", "MsgPack"]
 
@@ -34,20 +44,9 @@ NDARRAY_EXT = 0x4E
 SCALAR_EXT = 0x53
 """Ext type code (``'S'``) of a NumPy scalar: dtype string and raw bytes."""
 
-ALIGNMENT = 64
-"""Array bytes start at a multiple of this many bytes from the start of the body."""
-
-# dtype kinds whose values are plain bytes: bool, ints, floats, complex,
-# datetime/timedelta, fixed-width bytes and str; never object, void or structs
-_SAFE_KINDS = frozenset("biufcmMSU")
-_MAX_DTYPE_LEN = 32
 _FRAME_HEAD = struct.Struct(">BIbI")  # 0xC9, payload length, FRAME_EXT, document length
 _U64 = struct.Struct(">Q")
 _EXT32_MAX = 2**32 - 1
-
-
-def _align(offset: int) -> int:
-    return -(-offset // ALIGNMENT) * ALIGNMENT
 
 
 @lru_cache(maxsize=256)
@@ -60,23 +59,13 @@ def _wire_dtype(spec: bytes) -> Any:
         dtype = np.dtype(spec.decode("ascii"))
     except (TypeError, ValueError, UnicodeDecodeError) as exc:
         raise DecodeError("msgpack body names an invalid NumPy dtype") from exc
-    if not _is_plain(dtype):
+    if not is_plain_dtype(dtype):
         raise DecodeError(f"msgpack body names a refused NumPy dtype {dtype.str!r}")
     return dtype
 
 
-def _is_plain(dtype: Any) -> bool:
-    return (
-        dtype.kind in _SAFE_KINDS
-        and not dtype.hasobject
-        and dtype.fields is None
-        and dtype.subdtype is None
-        and dtype.itemsize > 0
-    )
-
-
 def _dtype_header(dtype: Any) -> bytes:
-    if not _is_plain(dtype):
+    if not is_plain_dtype(dtype):
         raise EncodeError(f"NumPy dtype {dtype.str!r} cannot be encoded as msgpack")
     spec: bytes = dtype.str.encode("ascii")
     return bytes((len(spec),)) + spec
@@ -84,7 +73,7 @@ def _dtype_header(dtype: Any) -> bytes:
 
 def _split_dtype(payload: bytes) -> tuple[Any, int]:
     """Return the dtype at the start of an ext payload and where the rest begins."""
-    if not payload or payload[0] == 0 or payload[0] > _MAX_DTYPE_LEN or len(payload) <= payload[0]:
+    if not payload or payload[0] == 0 or payload[0] > MAX_DTYPE_LEN or len(payload) <= payload[0]:
         raise DecodeError("msgpack NumPy ext payload is malformed")
     end = 1 + payload[0]
     return _wire_dtype(payload[1:end]), end
@@ -150,7 +139,7 @@ class _Encoder:
             array = array.copy(order="C")
         # a uint8 view exports a buffer for every plain dtype (datetime64 has none)
         raw = memoryview(array.reshape(-1).view(self.np.uint8))
-        offset = _align(self.end)
+        offset = aligned(self.end)
         self.buffers.append((offset, raw))
         self.end = offset + raw.nbytes
         dims = b"".join(_U64.pack(dim) for dim in array.shape)
@@ -213,7 +202,7 @@ class MsgPack:
         if not encoder.buffers:
             return bytes(document)
         head_end = _FRAME_HEAD.size + len(document)
-        region = _align(head_end)
+        region = aligned(head_end)
         total = region + encoder.end
         if total - 6 > _EXT32_MAX:
             raise EncodeError("arrays are too large for one msgpack body")
@@ -241,13 +230,7 @@ class MsgPack:
         .. versionadded:: 0.1.0
         """
         check_size(data, self.max_size, self.name)
-        try:
-            view = memoryview(data)
-            if view.format != "B" or view.ndim != 1:
-                view = view.cast("B")
-        except TypeError as exc:
-            raise DecodeError("msgpack body is not a contiguous buffer") from exc
-        view = view.toreadonly()
+        view = byte_view(data, self.name)
         try:
             if len(view) >= _FRAME_HEAD.size and view[0] == 0xC9 and view[5] == FRAME_EXT:
                 value = self._load_frame(view)
@@ -267,7 +250,7 @@ class MsgPack:
         if payload_len != len(view) - 6:
             raise DecodeError("msgpack frame length does not match the body")
         document_end = _FRAME_HEAD.size + document_len
-        region = _align(document_end)
+        region = aligned(document_end)
         if region > len(view):
             raise DecodeError("msgpack frame is truncated")
         return _unpack(view[_FRAME_HEAD.size : document_end], view[region:])

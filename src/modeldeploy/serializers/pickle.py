@@ -28,38 +28,28 @@ from modeldeploy.errors import (
 )
 from modeldeploy.negotiation import BUILTIN_MEDIA_TYPES
 
-from ._base import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, check_size, numpy_or_none
+from ._base import (
+    ALIGNMENT,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_SIZE,
+    MAX_DTYPE_LEN,
+    aligned,
+    byte_view,
+    check_size,
+    is_plain_dtype,
+    numpy_or_none,
+)
 
 __all__ = ["ALIGNMENT", "MAGIC", "Pickle"]
 
 MAGIC = b"\x00MDP"
 """First bytes of a framed body; no pickle starts with a zero byte."""
 
-ALIGNMENT = 64
-"""Out-of-band buffers start at a multiple of this many bytes from the start of the body."""
-
 PROTOCOL = 5
 
 _HEAD = struct.Struct("<4sIQ")  # magic, buffer count, pickle stream length
 _SPAN = struct.Struct("<QQ")  # one buffer: absolute offset, length
-_SAFE_KINDS = frozenset("biufcmMSU")
 _SCAN_CACHE_LIMIT = 4096  # bytes; 256 cached streams stay under 1 MiB
-_MAX_DTYPE_LEN = 32
-
-
-def _align(offset: int) -> int:
-    return -(-offset // ALIGNMENT) * ALIGNMENT
-
-
-def _is_plain(dtype: Any, *, allow_empty: bool = False) -> bool:
-    return (
-        dtype.kind in _SAFE_KINDS
-        and not dtype.hasobject
-        and dtype.fields is None
-        and dtype.subdtype is None
-        # np.str_("") and np.bytes_(b"") carry zero-width dtypes
-        and (dtype.itemsize > 0 or (allow_empty and dtype.kind in "SU"))
-    )
 
 
 # ---------------------------------------------------------------- dumps
@@ -74,7 +64,7 @@ class _Pickler(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         np = self._np
-        if np is None or not isinstance(obj, np.ndarray) or not _is_plain(obj.dtype):
+        if np is None or not isinstance(obj, np.ndarray) or not is_plain_dtype(obj.dtype):
             return NotImplemented
         # numpy pickles non-contiguous, datetime64 and subclassed arrays in
         # band through _reconstruct, which the restricted loader refuses
@@ -103,7 +93,7 @@ def _frame(stream: bytes, buffers: list[pickle.PickleBuffer]) -> bytes:
     spans: list[bytes] = []
     body: list[bytes | memoryview] = []
     for raw in raws:
-        offset = _align(position)
+        offset = aligned(position)
         spans.append(_SPAN.pack(offset, raw.nbytes))
         body.extend((bytes(offset - position), raw))
         position = offset + raw.nbytes
@@ -178,13 +168,13 @@ class _DType(_StandIn):
 
     def __call__(self, spec: Any = None, align: Any = False, copy: Any = False) -> _DTypeToken:
         np = numpy_or_none()
-        if type(spec) is not str or len(spec) > _MAX_DTYPE_LEN or align not in (False, 0):
+        if type(spec) is not str or len(spec) > MAX_DTYPE_LEN or align not in (False, 0):
             raise UntrustedPayloadError("pickled numpy dtype is not a plain one")
         try:
             dtype = np.dtype(spec)  # type: ignore[union-attr]
         except (TypeError, ValueError) as exc:
             raise DecodeError("pickled numpy dtype is invalid") from exc
-        if not _is_plain(dtype, allow_empty=True):
+        if not is_plain_dtype(dtype, allow_empty=True):
             raise UntrustedPayloadError(f"pickled numpy dtype {dtype.str!r} is not allowed")
         return _DTypeToken(dtype)
 
@@ -469,13 +459,7 @@ class Pickle:
         .. versionadded:: 0.1.0
         """
         check_size(data, self.max_size, self.name)
-        try:
-            view = memoryview(data)
-            if view.format != "B" or view.ndim != 1:
-                view = view.cast("B")
-        except TypeError as exc:
-            raise DecodeError("pickle body is not a contiguous buffer") from exc
-        view = view.toreadonly()
+        view = byte_view(data, self.name)
         buffers: list[memoryview] | None = None
         if view[: len(MAGIC)] == MAGIC:
             stream, buffers = _unframe(view)
