@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -31,7 +31,25 @@ def run(source: str, page: str | Path, namespace: dict[str, Any] | None = None) 
     return scope
 
 
-def examples(page: str | Path) -> pytest.MarkDecorator:
-    """Parametrize a test over the python blocks of *page* as ``source`` (ids ``block0``...)."""
-    found = blocks(page)
-    return pytest.mark.parametrize("source", found, ids=[f"block{i}" for i in range(len(found))])
+class PageExamples:
+    """
+    Base of a ``TestDocs`` class that runs every python block of its ``page``.
+
+    A subclass sets ``page`` (and ``minimum``, the fewest blocks the page must
+    keep); it gets one ``test_example_runs[blockN]`` per block.
+    """
+
+    page: ClassVar[str]
+    minimum: ClassVar[int] = 1
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "source" in metafunc.fixturenames:
+            found = blocks(self.page)
+            ids = [f"block{i}" for i in range(len(found))]
+            metafunc.parametrize("source", found, ids=ids)
+
+    def test_the_page_has_examples(self) -> None:
+        assert len(blocks(self.page)) >= self.minimum
+
+    def test_example_runs(self, source: str) -> None:
+        run(source, self.page)

@@ -494,12 +494,6 @@ class TestAsync:
         assert response.status_code == 500
 
 
-class TestDocs:
+class TestDocs(docs.PageExamples):
     page = "adapters/decorator.md"
-
-    def test_the_page_has_examples(self) -> None:
-        assert len(docs.blocks(self.page)) >= 2
-
-    @docs.examples(page)
-    def test_example_runs(self, source: str) -> None:
-        docs.run(source, self.page)
+    minimum = 2

@@ -570,12 +570,6 @@ class TestServerProcess:
         assert status(info) == "RESOURCE_EXHAUSTED"
 
 
-class TestDocs:
+class TestDocs(docs.PageExamples):
     page = "adapters/grpc.md"
-
-    def test_the_page_has_examples(self) -> None:
-        assert len(docs.blocks(self.page)) >= 2
-
-    @docs.examples(page)
-    def test_example_runs(self, source: str) -> None:
-        docs.run(source, self.page)
+    minimum = 2

@@ -9,8 +9,6 @@ import structlog
 
 from tests import docs
 
-PAGE = "monitors.md"
-
 
 @pytest.fixture(autouse=True)
 def _reset_structlog() -> Iterator[None]:
@@ -18,10 +16,6 @@ def _reset_structlog() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-def test_the_page_has_examples() -> None:
-    assert len(docs.blocks(PAGE)) >= 4
-
-
-@docs.examples(PAGE)
-def test_example_runs(source: str) -> None:
-    docs.run(source, PAGE)
+class TestDocs(docs.PageExamples):
+    page = "monitors.md"
+    minimum = 4

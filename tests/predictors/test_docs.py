@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from tests import docs
 
-PAGE = "predictors.md"
 
-
-def test_the_page_has_examples() -> None:
-    assert len(docs.blocks(PAGE)) >= 8
-
-
-@docs.examples(PAGE)
-def test_example_runs(source: str) -> None:
-    docs.run(source, PAGE)
+class TestDocs(docs.PageExamples):
+    page = "predictors.md"
+    minimum = 8

@@ -27,7 +27,6 @@ from modeldeploy.serializers.json import INT_MAX, INT_MIN, JSON
 from tests import docs, strategies
 
 ENGINES = ("orjson", "stdlib")
-PAGE = "serializers/json.md"
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -455,10 +454,5 @@ def _depth(value: Any) -> int:
     return 0
 
 
-def test_the_page_has_examples() -> None:
-    assert docs.blocks(PAGE)
-
-
-@docs.examples(PAGE)
-def test_docs_examples_run(source: str) -> None:
-    docs.run(source, PAGE)
+class TestDocs(docs.PageExamples):
+    page = "serializers/json.md"

@@ -19,8 +19,6 @@ from modeldeploy.negotiation import BUILTIN_MEDIA_TYPES
 from modeldeploy.serializers.xml import XML
 from tests import docs, strategies
 
-PAGE = "serializers/xml.md"
-
 
 def nested(depth: int) -> Any:
     value: Any = None
@@ -325,10 +323,5 @@ class TestLimits:
         assert XML().loads(strided) == [1, "ab"]
 
 
-def test_the_page_has_examples() -> None:
-    assert docs.blocks(PAGE)
-
-
-@docs.examples(PAGE)
-def test_docs_examples_run(source: str) -> None:
-    docs.run(source, PAGE)
+class TestDocs(docs.PageExamples):
+    page = "serializers/xml.md"
