@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _ready(port: int) -> bool:
+def http_ready(port: int) -> bool:
+    """Whether a server on *port* answers ``GET /v2/health/ready`` with 200."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
     try:
         connection.request("GET", "/v2/health/ready")
@@ -96,26 +98,40 @@ KINDS = {
 }  # fmt: skip
 
 
+@contextlib.contextmanager
+def spawn(
+    what: str, argv: list[str], port: int, ready: Callable[[], bool]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """
+    Run *argv* from the repository root; yield the process once *ready()* says so.
+
+    Waits at most READY_WITHIN seconds; a process that exits or stays unready
+    fails the test with its output. The process is stopped by PID on exit.
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + READY_WITHIN
+            while not ready():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    output = log.read().decode(errors="replace")
+                    pytest.fail(f"{what} did not become ready on port {port}:\n{output}")
+                time.sleep(0.05)  # polling interval of a bounded readiness loop
+            yield process
+        finally:
+            _stop(process)
+
+
 def start_server(kind: str) -> Iterator[Server]:
     """Start a server of *kind* serving tests/adapters/app.py; yield it once ready."""
     spec = KINDS[kind]
     require_tool(str(BIN / spec.tool))
     port = free_port()
     argv = [sys.executable, *(a.format(port=port) for a in spec.argv)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
-            deadline = time.monotonic() + READY_WITHIN
-            while not _ready(port):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    output = log.read().decode(errors="replace")
-                    pytest.fail(f"{kind} did not become ready on port {port}:\n{output}")
-                time.sleep(0.05)  # polling interval of a bounded readiness loop
-            yield Server(kind, "127.0.0.1", port, process.pid)
-        finally:
-            _stop(process)
+    with spawn(kind, argv, port, lambda: http_ready(port)) as process:
+        yield Server(kind, "127.0.0.1", port, process.pid)
 
 
 @pytest.fixture(scope="class")

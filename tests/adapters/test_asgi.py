@@ -13,6 +13,7 @@ import modeldeploy as md
 from modeldeploy.adapters import asgi
 from modeldeploy.http import HTTPApp
 
+from .conftest import BrokenPredictor
 from .e2e import E2E
 
 
@@ -173,18 +174,7 @@ class TestLifespan:
         assert service.state is md.State.CLOSED
 
     def test_startup_failure_is_reported(self) -> None:
-        class Broken:
-            signature = None
-            name = "broken"
-            version = "1"
-
-            def load(self) -> None:
-                raise OSError("weights missing")
-
-            def predict(self, batch: Any) -> Any:
-                return batch
-
-        service = md.Service(Broken())
+        service = md.Service(BrokenPredictor())
         driver = Driver(list(LIFESPAN)).run(asgi(service), {"type": "lifespan"})
         assert driver.sent == [
             {

@@ -5,12 +5,8 @@ from __future__ import annotations
 import gc
 import http.client
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -149,25 +145,9 @@ run_simple("127.0.0.1", int(sys.argv[1]), host, threaded=True)
 def server() -> Iterator[e2e_conftest.Server]:
     """The E2E server: werkzeug in a subprocess, ready when /v2/health/ready says so."""
     port = e2e_conftest.free_port()
-    env = {**os.environ, "PYTHONPATH": str(e2e_conftest.ROOT)}
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", FLASK_SERVER, str(port)],
-            cwd=e2e_conftest.ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-        try:
-            deadline = time.monotonic() + e2e_conftest.READY_WITHIN
-            while not e2e_conftest._ready(port):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    pytest.fail(f"flask did not become ready:\n{log.read().decode()}")
-                time.sleep(0.05)  # polling interval of a bounded readiness loop
-            yield e2e_conftest.Server("flask", "127.0.0.1", port, process.pid)
-        finally:
-            e2e_conftest._stop(process)
+    argv = [sys.executable, "-c", FLASK_SERVER, str(port)]
+    with e2e_conftest.spawn("flask", argv, port, lambda: e2e_conftest.http_ready(port)) as process:
+        yield e2e_conftest.Server("flask", "127.0.0.1", port, process.pid)
 
 
 @pytest.fixture

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -502,27 +498,13 @@ grpc_server.wait_for_termination()
 def process() -> Iterator[tgrpc.InferenceServerClient]:
     """A grpc server process started here, ready once ServerReady says so, stopped by PID."""
     port = e2e_conftest.free_port()
-    env = {**os.environ, "PYTHONPATH": str(e2e_conftest.ROOT)}
-    with tempfile.TemporaryFile() as log:
-        child = subprocess.Popen(
-            [sys.executable, "-c", GRPC_SERVER, str(port)],
-            cwd=e2e_conftest.ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-        client = tgrpc.InferenceServerClient(f"127.0.0.1:{port}")
-        try:
-            deadline = time.monotonic() + e2e_conftest.READY_WITHIN
-            while not _grpc_ready(client):
-                if child.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    pytest.fail(f"the grpc server did not become ready:\n{log.read().decode()}")
-                time.sleep(0.05)  # polling interval of a bounded readiness loop
+    argv = [sys.executable, "-c", GRPC_SERVER, str(port)]
+    client = tgrpc.InferenceServerClient(f"127.0.0.1:{port}")
+    try:
+        with e2e_conftest.spawn("the grpc server", argv, port, lambda: _grpc_ready(client)):
             yield client
-        finally:
-            client.close()
-            e2e_conftest._stop(child)
+    finally:
+        client.close()
 
 
 def _grpc_ready(client: tgrpc.InferenceServerClient) -> bool:

@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import modeldeploy as md
 from modeldeploy.http import TIMEOUT_HEADER, HTTPApp
 from tests import strategies
-from tests.adapters.conftest import BrokenPredictor
+
+from .conftest import BrokenPredictor
 
 SIGNATURE = md.Signature(
     inputs=[md.TensorSpec("x", "float32", (2,))], outputs=[md.TensorSpec("y", "float32", (2,))]

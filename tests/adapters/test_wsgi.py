@@ -17,6 +17,7 @@ import modeldeploy as md
 from modeldeploy.adapters import wsgi
 from modeldeploy.http import HTTPApp
 
+from .conftest import BrokenPredictor
 from .e2e import E2E
 
 
@@ -154,19 +155,8 @@ class TestPEP3333:
         service.close()
 
     def test_start_failure_answers_503(self, caplog: pytest.LogCaptureFixture) -> None:
-        class Broken:
-            signature = None
-            name = "broken"
-            version = "1"
-
-            def load(self) -> None:
-                raise OSError("weights missing")
-
-            def predict(self, batch: Any) -> Any:
-                return batch
-
         with caplog.at_level(logging.ERROR, "modeldeploy"):
-            status, _, body = call(wsgi(md.Service(Broken())), "/predict", b"[1]")
+            status, _, body = call(wsgi(md.Service(BrokenPredictor())), "/predict", b"[1]")
         assert status == "503 Service Unavailable"
         assert json.loads(body)["error"]["code"] == "not_ready"
         assert "starting model broken failed" in caplog.text
