@@ -129,29 +129,11 @@ class LogMonitor:
         n = next(self._successes)
         slow = self.slow_threshold
         if slow is not None and event.latency_s >= slow:
-            self._logger.warning(
-                "request_slow",
-                request_id=event.request_id,
-                model=event.model,
-                version=event.version,
-                outcome=event.outcome,
-                code=event.code,
-                latency_s=event.latency_s,
-                slow_threshold=slow,
-            )
+            self._logger.warning("request_slow", **_request_fields(event), slow_threshold=slow)
             return
         rate = self.sample_rate
         if rate and math.floor(n * rate) != math.floor((n - 1) * rate):
-            self._logger.info(
-                "request_finished",
-                request_id=event.request_id,
-                model=event.model,
-                version=event.version,
-                outcome=event.outcome,
-                code=event.code,
-                latency_s=event.latency_s,
-                sample_rate=rate,
-            )
+            self._logger.info("request_finished", **_request_fields(event), sample_rate=rate)
 
     def on_model_loaded(self, event: ModelLoaded, /) -> None:
         """Log the load at info level.
@@ -164,14 +146,7 @@ class LogMonitor:
 
     def _log_failure(self, event: RequestFinished) -> None:
         error = event.error
-        fields: dict[str, Any] = {
-            "request_id": event.request_id,
-            "model": event.model,
-            "version": event.version,
-            "outcome": event.outcome,
-            "code": event.code,
-            "latency_s": event.latency_s,
-        }
+        fields = _request_fields(event)
         client_fault = False
         if isinstance(error, ModelDeployError):
             client_fault = error.http_status < 500
@@ -190,3 +165,15 @@ class LogMonitor:
             self._logger.warning("request_failed", **fields)
         else:
             self._logger.error("request_failed", **fields)
+
+
+def _request_fields(event: RequestFinished) -> dict[str, Any]:
+    """The fields every request line starts with, in their order."""
+    return {
+        "request_id": event.request_id,
+        "model": event.model,
+        "version": event.version,
+        "outcome": event.outcome,
+        "code": event.code,
+        "latency_s": event.latency_s,
+    }
