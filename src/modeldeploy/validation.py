@@ -304,11 +304,11 @@ def _compile_numeric(spec: TensorSpec, target: np.dtype[Any]) -> Validator:
 
 
 def _compile_text(spec: TensorSpec) -> Validator:
-    npy = _numpy()
-    ndarray = npy.ndarray
     scalar_type: type[Any] = str if spec.dtype == "str" else bytes
     kind = "U" if spec.dtype == "str" else "S"
     fits = _shape_check(spec)
+    # a text tensor is an object tensor whose items are all str (or bytes)
+    check_shape = _compile_object(spec)
     prefix = f"input {spec.name!r}: "
 
     def check_text(value: Any) -> Any:
@@ -316,15 +316,7 @@ def _compile_text(spec: TensorSpec) -> Validator:
             if not fits(()):
                 raise _shape_error(spec, ())
             return value
-        if isinstance(value, ndarray):
-            arr = value
-        else:
-            try:
-                arr = npy.asarray(value, dtype=object)
-            except (ValueError, TypeError) as exc:
-                raise _ragged_error(spec) from exc
-        if not fits(arr.shape):
-            raise _shape_error(spec, arr.shape)
+        arr = check_shape(value)
         if arr.dtype.kind == kind:
             return arr
         if arr.dtype.kind != "O":
