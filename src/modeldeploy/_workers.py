@@ -9,13 +9,14 @@ and its future resolved. Nothing here encodes, decodes or validates.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeAlias
 
 from .errors import (
     DeadlineExceededError,
@@ -112,6 +113,57 @@ class Waiter:
         return self._done.acquire(timeout=-1 if timeout is None else timeout)
 
 
+class AsyncWaiter:
+    """
+    The answer slot of one asyncio call: an asyncio future set on its own loop.
+
+    Workers hand the answers of a whole batch to each event loop in one
+    ``call_soon_threadsafe`` (one wake-up of the loop, not one per request).
+    """
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """False when the caller stopped waiting (cancelled) before the job ran."""
+        return not self.future.cancelled()
+
+    def set_result(self, value: Any) -> None:
+        """Hand *value* to the awaiting task, on its loop."""
+        _deliver_to(self.loop, [(self.future, True, value)])
+
+    def set_exception(self, error: BaseException) -> None:
+        """Hand *error* to the awaiting task, on its loop."""
+        _deliver_to(self.loop, [(self.future, False, error)])
+
+
+_Delivery = tuple["asyncio.Future[Any]", bool, Any]
+
+
+def _deliver_to(loop: asyncio.AbstractEventLoop, items: list[_Delivery]) -> None:
+    try:
+        loop.call_soon_threadsafe(_deliver, items)
+    except RuntimeError:  # the loop closed: nobody is waiting any more
+        logger.debug("event loop closed before %d answers could be delivered", len(items))
+
+
+def _deliver(items: list[_Delivery]) -> None:
+    for future, ok, value in items:
+        if future.done():  # cancelled or timed out meanwhile
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+Answer: TypeAlias = "Future[Any] | Waiter | AsyncWaiter"
+"""Where a job's result goes: a caller's Future, a blocking or an asyncio waiter."""
+
+
 class Job:
     """One admitted request on its way through a worker."""
 
@@ -122,7 +174,7 @@ class Job:
         model: Deployment,
         item: Any,
         deadline: float | None,
-        future: Future[Any] | Waiter | None,
+        future: Answer | None,
         tag: Any = None,
     ) -> None:
         self.model = model
@@ -439,8 +491,20 @@ class WorkerPool:
                     runnable.append(job)
             if runnable:
                 results = execute(runnable, self._on_batch, batching)
-                for job, (ok, value) in zip(runnable, results, strict=True):
-                    self._finish(job, ok, value)
+                self._finish_all(runnable, results)
+
+    def _finish_all(self, jobs: list[Job], results: list[tuple[bool, Any]]) -> None:
+        """Answer every job of a batch; asyncio callers get one delivery per loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Delivery]] = {}
+        for job, (ok, value) in zip(jobs, results, strict=True):
+            future = job.future
+            if type(future) is AsyncWaiter:
+                self._finish(job, ok, value, deliver=False)
+                by_loop.setdefault(future.loop, []).append((future.future, ok, value))
+            else:
+                self._finish(job, ok, value)
+        for loop, items in by_loop.items():
+            _deliver_to(loop, items)
 
     def _collect(self, first: Job, batching: Batching) -> list[Any]:
         """Take up to max_batch_size jobs, waiting at most max_batch_delay after the first."""
@@ -468,14 +532,14 @@ class WorkerPool:
                 until = job.enqueued
         return jobs
 
-    def _finish(self, job: Job, ok: bool, value: Any) -> None:
+    def _finish(self, job: Job, ok: bool, value: Any, *, deliver: bool = True) -> None:
         future = job.future
         try:
             if self._on_done is not None:
                 self._on_done(job, ok, value)
         finally:
             self._admission.release()
-            if future is not None:
+            if deliver and future is not None:
                 if ok:
                     future.set_result(value)
                 else:

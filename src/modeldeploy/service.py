@@ -24,6 +24,8 @@ from typing import Any
 
 from ._workers import (
     Admission,
+    Answer,
+    AsyncWaiter,
     Batching,
     Deployment,
     Job,
@@ -397,15 +399,11 @@ class Service:
                 None, lambda: self.predict(x, timeout=timeout)
             )
         deadline = self._deadline(timeout)
-        wrapped = asyncio.wrap_future(self.submit(x, timeout=timeout))
-        if deadline is None:
-            return await wrapped
-        try:
-            return await asyncio.wait_for(wrapped, max(deadline - _monotonic(), 0.0))
-        except asyncio.TimeoutError:
-            raise DeadlineExceededError("deadline passed waiting for the model") from None
+        waiter = AsyncWaiter(asyncio.get_running_loop())
+        self._pool.put(self._admit(x, deadline, waiter))
+        return await _await(waiter.future, deadline)
 
-    def _admit(self, x: Any, deadline: float | None, future: Future[Any] | Waiter | None) -> Job:
+    def _admit(self, x: Any, deadline: float | None, future: Answer | None) -> Job:
         """Validate *x* and admit it as a job observed as one request."""
         deployment = self._active()
         x = self._validated(deployment, x)
@@ -464,9 +462,9 @@ class Service:
         try:
             deployment, encoder, x, deadline = self._prepare(request)
             self._admission.acquire()
-            future: Future[Any] = Future()
-            self._pool.put(Job(deployment, x, deadline, future))
-            value = await _await(future, deadline)
+            waiter = AsyncWaiter(asyncio.get_running_loop())
+            self._pool.put(Job(deployment, x, deadline, waiter))
+            value = await _await(waiter.future, deadline)
             response = _ok_response(encoder, value, request_id)
         except Exception as exc:
             return self._failed(started, request_id, exc)
@@ -579,11 +577,10 @@ def _wait(waiter: Waiter, deadline: float | None) -> Any:
     raise waiter.value
 
 
-async def _await(future: Future[Any], deadline: float | None) -> Any:
-    wrapped = asyncio.wrap_future(future)
+async def _await(future: asyncio.Future[Any], deadline: float | None) -> Any:
     if deadline is None:
-        return await wrapped
+        return await future
     try:
-        return await asyncio.wait_for(wrapped, max(deadline - _monotonic(), 0.0))
+        return await asyncio.wait_for(future, max(deadline - _monotonic(), 0.0))
     except asyncio.TimeoutError:
         raise DeadlineExceededError("deadline passed waiting for the model") from None
