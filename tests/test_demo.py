@@ -127,7 +127,7 @@ def assume_installed() -> list[str]:
 def test_make_n_demo() -> None:
     make = shutil.which("make") or pytest.skip("make is not installed")
     result = subprocess.run(
-        [make, "-n", "demo", "PORT=9123", *assume_installed()],
+        [make, "--no-print-directory", "-n", "demo", "PORT=9123", *assume_installed()],
         cwd=ROOT,
         capture_output=True,
         text=True,
