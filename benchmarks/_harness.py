@@ -13,9 +13,16 @@ import os
 import platform
 import re
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+# benchmarks/http.py shares its name with the standard library's http package, and a
+# script run from this folder has the folder first on sys.path: move it last, so that
+# `import http.client` (prometheus_client, uvicorn) finds the standard library's
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != _HERE] + [str(_HERE)]
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # a short smoke run (CI, make test)
