@@ -45,7 +45,12 @@ test: lint typecheck unit docs-build  ## everything CI runs
 docs: venv  ## serve the docs on localhost:8001
 	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
 
-bench: venv  ## run the benchmarks; writes docs/benchmarks.md tables
+BENCH_INSTALLED := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))-bench
+$(BENCH_INSTALLED): pyproject.toml | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet --editable ".[$(EXTRAS),bench]"
+	@touch $@
+
+bench: $(BENCH_INSTALLED)  ## run the benchmarks (installs the bench extra); writes docs/benchmarks.md
 	$(BIN)/python benchmarks/run.py $(BENCH)
 
 # protoc writes modeldeploy/v1/value_pb2.py under its output dir (the .proto's path);
