@@ -139,6 +139,23 @@ class TestHTTP:
         }  # fmt: skip
         assert (driver.status, driver.headers[b"x-thing"], driver.body) == (201, b"1", b"ok")
 
+    def test_more_header_names_than_the_cache_holds(self) -> None:
+        seen: list[dict[str, str]] = []
+
+        class Recorder(HTTPApp):
+            async def acall(
+                self, method: str, path: str, headers: Any, body: Any, query: str = ""
+            ) -> md.Response:
+                seen.append(dict(headers))
+                return md.Response(200, {f"X-Out-{i}": str(i) for i in range(300)}, b"")
+
+        sent = [(f"x-in-{i}".encode(), str(i).encode()) for i in range(300)]
+        app = asgi(Recorder(md.Service(double)))
+        for _ in range(2):  # the second time, part of the names come from the cache
+            driver = Driver(chunks(b"")).run(app, http_scope("/p", "POST", sent))
+            assert len(driver.headers) == 301 and driver.headers[b"x-out-299"] == b"299"
+        assert seen[0] == seen[1] == {f"x-in-{i}": str(i) for i in range(300)}
+
     def test_websocket_is_refused(self, service: md.Service) -> None:
         driver = Driver([{"type": "websocket.connect"}]).run(asgi(service), {"type": "websocket"})
         assert driver.sent == [{"type": "websocket.close", "code": 1003}]

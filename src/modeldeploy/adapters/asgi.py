@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Final
 
 from modeldeploy.errors import PayloadTooLargeError
 from modeldeploy.http import HTTPApp
@@ -71,8 +71,36 @@ def asgi(target: Service | HTTPApp, *, inline: bool = False) -> ASGIApp:
     return _ASGIApp(app, inline=inline)
 
 
+# header names seen, both ways; bounded, since clients choose the names they send
+_NAMES_IN: dict[bytes, str] = {}
+_NAMES_OUT: dict[str, bytes] = {}
+_MAX_CACHED_NAMES: Final = 256
+
+
+def _decode_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    # ASGI servers send lower-case names
+    headers = {}
+    names = _NAMES_IN
+    for name, value in raw:
+        key = names.get(name)
+        if key is None:
+            key = name.decode("latin-1")
+            if len(names) < _MAX_CACHED_NAMES:
+                names[name] = key
+        headers[key] = value.decode("latin-1")
+    return headers
+
+
 def _encode_headers(response: Response) -> list[tuple[bytes, bytes]]:
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+    raw = []
+    names = _NAMES_OUT
+    for key, value in response.headers.items():
+        name = names.get(key)
+        if name is None:
+            name = key.lower().encode("latin-1")
+            if len(names) < _MAX_CACHED_NAMES:
+                names[key] = name
+        raw.append((name, value.encode("latin-1")))
     raw.append((b"content-length", str(len(response.body)).encode("latin-1")))
     return raw
 
@@ -88,21 +116,12 @@ async def _respond(send: Send, response: Response) -> None:
     await send({"type": "http.response.body", "body": response.body})
 
 
-def _inline(app: HTTPApp) -> Callable[..., Awaitable[Response]]:
-    async def acall(
-        method: str, path: str, headers: dict[str, str], body: bytes, query: str
-    ) -> Response:
-        return app(method, path, headers, body, query)
-
-    return acall
-
-
 class _ASGIApp:
     """The application :func:`asgi` returns; an instance is the ASGI callable."""
 
     def __init__(self, app: HTTPApp, *, inline: bool = False) -> None:
         self.app = app
-        self._acall = _inline(app) if inline else app.acall
+        self._inline = inline
         self._max_body_size = app.max_body_size
         self._unstarted = True
         self._start_lock: asyncio.Lock | None = None
@@ -111,21 +130,13 @@ class _ASGIApp:
         return f"asgi({self.app!r})"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-        elif kind == "websocket":
-            # closing before accepting refuses the handshake (403)
-            await send({"type": "websocket.close", "code": 1003})
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # http is answered here, not in a method of its own: one coroutine less per request
+        if scope["type"] != "http":
+            await self._not_http(scope, receive, send)
+            return
         if self._unstarted:
             await self._start()
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
-        }
+        headers = _decode_headers(scope["headers"])
         path: str = scope["path"]
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body_size:
@@ -151,10 +162,28 @@ class _ASGIApp:
                 if not message.get("more_body", False):
                     break
             body = b"".join(chunks)
-        response = await self._acall(
-            scope["method"], path, headers, body, scope.get("query_string", b"").decode("latin-1")
+        raw_query = scope.get("query_string")
+        query = raw_query.decode("latin-1") if raw_query else ""
+        if self._inline:
+            response = self.app(scope["method"], path, headers, body, query)
+        else:
+            response = await self.app.acall(scope["method"], path, headers, body, query)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": _encode_headers(response),
+            }
         )
-        await _respond(send, response)
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            # closing before accepting refuses the handshake (403)
+            await send({"type": "websocket.close", "code": 1003})
 
     async def _too_large(self, send: Send, path: str, size: int) -> None:
         error = PayloadTooLargeError(
