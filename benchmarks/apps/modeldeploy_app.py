@@ -39,9 +39,11 @@ if model.name == "tiny":
 else:
     options = {"workers": 1, "max_batch_size": 64, "max_batch_delay": 0.0}
     predictor = md.predictor(model, batched=True, signature=signature, name="mlp")
-service = md.Service(
-    predictor, monitors=[md.PrometheusMonitor(registry=registry)], max_queue=4096, **options
+# BENCH_MONITOR=0 serves without the monitor, to measure what observability costs
+monitors = (
+    [md.PrometheusMonitor(registry=registry)] if os.environ.get("BENCH_MONITOR") != "0" else []
 )
+service = md.Service(predictor, monitors=monitors, max_queue=4096, **options)
 app = HTTPApp(service, registry=registry)
 inline = model.name == "tiny" and os.environ.get("BENCH_INLINE", "1") == "1"
 asgi_app = asgi(app, inline=inline)
