@@ -60,7 +60,8 @@ PROCESSES = (2,) if QUICK else (1, 2)
 CONCURRENCY = (1, 64) if QUICK else (1, 16, 64)
 SECONDS = 1 if QUICK else 2  # one wrk run
 WARMUP_SECONDS = 1
-TARGET_ROUNDS = 1 if QUICK else 3  # interleaved runs per cell at c=64, 2 processes
+TARGET_ROUNDS = 1 if QUICK else 5  # interleaved runs per cell at c=64, 2 processes
+FORMAT_ROUNDS = 1 if QUICK else 3  # JSON / other format pairs per request format
 GUNICORN_THREADS = 32  # per worker: enough to hold c=64 over 2 workers, so requests can batch
 READY_WITHIN = 30.0  # seconds a server may take to answer its first request
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -460,7 +461,7 @@ def measure_model(model: str, directory: Path) -> tuple[dict, dict, dict]:
                             wrk(ours, script, json.path, 64, SECONDS),
                             wrk(ours, other, payload.path, 64, SECONDS),
                         )
-                        for _ in range(TARGET_ROUNDS)
+                        for _ in range(FORMAT_ROUNDS)
                     ]
                     pairs.sort(key=lambda pair: pair[1].rate)
                     base, cell = pairs[(len(pairs) - 1) // 2]
@@ -616,7 +617,7 @@ def model_tables(model: str, cells: dict, memory: dict, formats: dict) -> list[s
     formats_text = (
         f"Request formats, modeldeploy under uvicorn, {model} MLP, c=64, {procs} processes. "
         "*vs JSON* is against a JSON run on the same server right before it (the median pair "
-        f"of {TARGET_ROUNDS}); *vs raw* against the raw ASGI app's JSON cell above. V2 binary "
+        f"of {FORMAT_ROUNDS}); *vs raw* against the raw ASGI app's JSON cell above. V2 binary "
         "uses the binary tensor extension both ways (request built by tritonclient).\n"
     )
     return [
