@@ -109,7 +109,13 @@ class TestDefaultName:
 class Counting(PredictorBase):
     def __init__(self, release: threading.Event | None = None) -> None:
         super().__init__(
-            name="c", version=None, signature=None, batched=True, preprocess=None, postprocess=None
+            None,
+            name="c",
+            version=None,
+            signature=None,
+            batched=True,
+            preprocess=None,
+            postprocess=None,
         )
         self.loads = 0
         self.entered = threading.Event()
@@ -158,7 +164,13 @@ class TestPredictorBase:
                 return list(batch)
 
         predictor = Echo(
-            name="e", version="2", signature=None, batched=True, preprocess=None, postprocess=None
+            None,
+            name="e",
+            version="2",
+            signature=None,
+            batched=True,
+            preprocess=None,
+            postprocess=None,
         )
         clone = copy.deepcopy(predictor)
         assert clone._load_lock is not predictor._load_lock

@@ -84,6 +84,9 @@ class PredictorBase:
     subclass's ``_load`` once, even when called from several threads; when
     ``_load`` raises, the next ``load`` tries again.
 
+    Args:
+        model: What the subclass calls; its name is the default *name*.
+
     Attributes:
         name: The model name monitors and V2 metadata report.
         version: The model version, :data:`DEFAULT_VERSION` unless given.
@@ -99,15 +102,17 @@ class PredictorBase:
 
     def __init__(
         self,
+        model: Any,
         *,
-        name: str,
+        name: str | None,
         version: str | None,
         signature: Signature | None,
         batched: bool,
         preprocess: Hook | None,
         postprocess: Hook | None,
     ) -> None:
-        self.name = name
+        self._model = model
+        self.name = default_name(model) if name is None else name
         self.version = DEFAULT_VERSION if version is None else version
         self.signature = signature
         self.batched = batched

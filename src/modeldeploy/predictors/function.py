@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
-from ._base import Hook, PredictorBase, default_name, split_outputs
-
-if TYPE_CHECKING:
-    from modeldeploy.messages import Signature
+from ._base import PredictorBase, split_outputs
 
 __all__: list[str] = []
 
@@ -23,29 +20,8 @@ class _FunctionPredictor(PredictorBase):
     mapping of name to batch). ``load()`` has nothing to do.
     """
 
-    def __init__(
-        self,
-        fn: Callable[[Any], Any],
-        *,
-        batched: bool,
-        signature: Signature | None,
-        preprocess: Hook | None,
-        postprocess: Hook | None,
-        name: str | None,
-        version: str | None,
-    ) -> None:
-        super().__init__(
-            name=default_name(fn) if name is None else name,
-            version=version,
-            signature=signature,
-            batched=batched,
-            preprocess=preprocess,
-            postprocess=postprocess,
-        )
-        self._fn = fn
-
     def _predict_batch(self, batch: Sequence[Any]) -> Sequence[Any]:
-        fn = self._fn
+        fn = self._model
         if self.batched:
             return split_outputs(fn(batch), len(batch), self.name)
         return [fn(item) for item in batch]

@@ -7,7 +7,7 @@ from typing import Any
 
 from modeldeploy.messages import Signature
 
-from ._base import Hook, PredictorBase, default_name, split_outputs
+from ._base import PredictorBase, split_outputs
 
 __all__: list[str] = []
 
@@ -28,35 +28,25 @@ class _ObjectPredictor(PredictorBase):
         obj: Any,
         *,
         method: str,
-        batched: bool,
         signature: Signature | None,
-        preprocess: Hook | None,
-        postprocess: Hook | None,
         name: str | None,
         version: str | None,
+        **options: Any,
     ) -> None:
         if name is None:
             own_name = getattr(obj, "name", None)
-            name = own_name if isinstance(own_name, str) else default_name(obj)
+            name = own_name if isinstance(own_name, str) else None
         if version is None:
             own_version = getattr(obj, "version", None)
             version = own_version if isinstance(own_version, str) else None
         if signature is None:
             own_signature = getattr(obj, "signature", None)
             signature = own_signature if isinstance(own_signature, Signature) else None
-        super().__init__(
-            name=name,
-            version=version,
-            signature=signature,
-            batched=batched,
-            preprocess=preprocess,
-            postprocess=postprocess,
-        )
-        self._obj = obj
+        super().__init__(obj, name=name, version=version, signature=signature, **options)
         self._method = getattr(obj, method)
 
     def _load(self) -> None:
-        self._obj.load()
+        self._model.load()
 
     def _predict_batch(self, batch: Sequence[Any]) -> Sequence[Any]:
         method = self._method

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from modeldeploy.errors import ModelLoadError
 from modeldeploy.messages import Signature, TensorSpec
 
-from ._base import Hook, PredictorBase, default_name, split_outputs
+from ._base import PredictorBase, split_outputs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,29 +37,10 @@ class _SklearnPredictor(PredictorBase):
     array. ``load()`` checks that a scikit-learn estimator is fitted.
     """
 
-    def __init__(
-        self,
-        model: Any,
-        *,
-        method: str,
-        batched: bool,
-        signature: Signature | None,
-        preprocess: Hook | None,
-        postprocess: Hook | None,
-        name: str | None,
-        version: str | None,
-    ) -> None:
-        super().__init__(
-            name=default_name(model) if name is None else name,
-            version=version,
-            signature=signature,
-            batched=batched,
-            preprocess=preprocess,
-            postprocess=postprocess,
-        )
+    def __init__(self, model: Any, *, method: str, **options: Any) -> None:
+        super().__init__(model, **options)
         # the function, not the module: a module cannot be deep-copied
         self._asarray = importlib.import_module("numpy").asarray
-        self._model = model
         self._method = getattr(model, method)
 
     def _load(self) -> None:
