@@ -20,30 +20,11 @@ from modeldeploy.errors import DecodeError, ModelDeployError, PayloadTooLargeErr
 from modeldeploy.interfaces import Serializer
 from modeldeploy.negotiation import BUILTIN_MEDIA_TYPES, registry
 from tests import strategies
+from tests.serializers import hostile
 
 BUILTINS = ("json", "msgpack", "pickle", "protobuf", "xml")
 
 DEEP = 10_000
-
-
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while number > 0x7F:
-        out.append(number & 0x7F | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
-
-
-def _protobuf_field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _deep_protobuf(depth: int) -> bytes:
-    value = b"\x08\x00"  # Value{null_value: NULL_VALUE}
-    for _ in range(depth):
-        value = _protobuf_field(8, _protobuf_field(1, value))  # Value{list_value{values}}
-    return value
 
 
 # nested lists written by hand, so no encoder's own recursion limit is in the way
@@ -52,7 +33,7 @@ DEEP_PAYLOADS: dict[str, Callable[[int], bytes]] = {
     "msgpack": lambda depth: b"\x91" * depth + b"\xc0",  # fixarray(1) ... nil
     # protocol 5: EMPTY_LIST MARK ... EMPTY_LIST APPENDS ... STOP
     "pickle": lambda depth: b"\x80\x05" + b"](" * (depth - 1) + b"]" + b"e" * (depth - 1) + b".",
-    "protobuf": _deep_protobuf,
+    "protobuf": hostile.wire_nested_lists,
     "xml": lambda depth: b"<list>" * depth + b"<none/>" + b"</list>" * depth,
 }
 

@@ -16,6 +16,7 @@ from modeldeploy._proto import value_pb2
 from modeldeploy.errors import DecodeError, EncodeError, ModelDeployError, PayloadTooLargeError
 from modeldeploy.serializers.protobuf import PARSER_DEPTH_LIMIT, Protobuf
 from tests import strategies
+from tests.serializers.hostile import field, wire_nested_lists
 
 codec = Protobuf()
 # deep enough for every value the parser itself accepts
@@ -48,28 +49,6 @@ def nested_maps(depth: int, leaf: Any = None) -> Any:
     value = leaf
     for _ in range(depth):
         value = {"k": value}
-    return value
-
-
-def varint(number: int) -> bytes:
-    out = bytearray()
-    while number > 0x7F:
-        out.append(number & 0x7F | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
-
-
-def field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
-
-
-def wire_nested_lists(depth: int) -> bytes:
-    """Encode *depth* nested lists around a null by hand, past any encoder limit."""
-    value = b"\x08\x00"  # null_value = NULL_VALUE
-    for _ in range(depth):
-        value = field(8, field(1, value))  # Value.list_value(ListValue.values(value))
     return value
 
 
