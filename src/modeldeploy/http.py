@@ -294,7 +294,9 @@ class HTTPApp:
 
         Adapters call it on their first request, in the worker process that
         serves it (worker threads do not survive ``fork()``), or on startup.
-        Later calls, even while the first still runs, start nothing and return
+        A call made while the first still runs waits for it, so a request that
+        comes in during the start is answered once the model is ready, not
+        refused; later calls start nothing, and they and the waiters return
         None. A service that fails to start is logged, not raised: it is then
         failed, its routes answer 503 and health says so.
 
@@ -309,14 +311,17 @@ class HTTPApp:
         with self._start_lock:
             if not self._unstarted:
                 return None
-            self._unstarted = False
-            for service in self.services.values():
-                if service.state is State.NEW:
-                    try:
-                        service.start()
-                    except Exception as exc:
-                        logger.exception("starting model %s failed", service.name)
-                        failure = failure or str(exc)
+            try:
+                for service in self.services.values():
+                    if service.state is State.NEW:
+                        try:
+                            service.start()
+                        except Exception as exc:
+                            logger.exception("starting model %s failed", service.name)
+                            failure = failure or str(exc)
+            finally:
+                # only now: until the services are up, callers must wait on the lock
+                self._unstarted = False
         return failure
 
     # -- routing -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -160,3 +161,26 @@ class BrokenPredictor:
 
     def predict(self, batch: Any) -> Any:
         return batch
+
+
+class SlowStartPredictor:
+    """A predictor whose ``load`` waits for ``open()``: its service is caught mid-start."""
+
+    signature = None
+    name = "slow_start"
+    version = "1"
+
+    def __init__(self) -> None:
+        self.loading = threading.Event()
+        self._gate = threading.Event()
+
+    def open(self) -> None:
+        self._gate.set()
+
+    def load(self) -> None:
+        self.loading.set()
+        if not self._gate.wait(30):
+            raise TimeoutError("the test never opened the gate")
+
+    def predict(self, batch: Any) -> Any:
+        return list(batch)

@@ -13,7 +13,7 @@ import modeldeploy as md
 from modeldeploy.adapters import asgi
 from modeldeploy.http import HTTPApp
 
-from .conftest import BrokenPredictor
+from .conftest import BrokenPredictor, SlowStartPredictor
 from .e2e import E2E
 
 
@@ -206,6 +206,27 @@ class TestLifespan:
         driver = Driver(chunks(b"[1]")).run(asgi(service), http_scope("/predict"))
         assert (driver.status, driver.body) == (200, b"[2]")
         service.close()
+
+    def test_requests_during_the_first_start_wait_for_it(self) -> None:
+        predictor = SlowStartPredictor()
+        service = md.Service(predictor, workers=0)
+        app = asgi(service)
+        drivers = [Driver(chunks(b"[1]")), Driver(chunks(b"[2]"))]
+
+        async def release() -> None:
+            await asyncio.to_thread(predictor.loading.wait, 10)
+            predictor.open()
+
+        async def scenario() -> None:
+            requests = (app(http_scope("/predict"), d.receive, d.send) for d in drivers)
+            await asyncio.gather(*requests, release())
+
+        try:
+            asyncio.run(scenario())
+            assert [(d.status, d.body) for d in drivers] == [(200, b"[1]"), (200, b"[2]")]
+        finally:
+            predictor.open()
+            service.close()
 
 
 class TestInline:

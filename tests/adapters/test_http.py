@@ -19,7 +19,7 @@ import modeldeploy as md
 from modeldeploy.http import TIMEOUT_HEADER, HTTPApp
 from tests import strategies
 
-from .conftest import BrokenPredictor
+from .conftest import BrokenPredictor, SlowStartPredictor
 
 SIGNATURE = md.Signature(
     inputs=[md.TensorSpec("x", "float32", (2,))], outputs=[md.TensorSpec("y", "float32", (2,))]
@@ -256,6 +256,35 @@ class TestStartServices:
         finally:
             started.close()
             new.close()
+
+    def test_a_call_during_the_start_waits_for_it(self) -> None:
+        # a request reaching a gunicorn thread while another thread starts the
+        # model must be answered once it is up, not refused as "starting"
+        predictor = SlowStartPredictor()
+        service = md.Service(predictor, workers=0)
+        app = HTTPApp(service)
+        first = threading.Thread(target=app.start_services)
+        calling = threading.Event()
+        seen: list[Any] = []
+
+        def second() -> None:
+            calling.set()
+            seen.append(app.start_services())
+            seen.append(service.state)
+
+        first.start()
+        try:
+            assert predictor.loading.wait(10)
+            waiter = threading.Thread(target=second)
+            waiter.start()
+            assert calling.wait(10)
+            predictor.open()
+            waiter.join(10)
+            first.join(10)
+            assert seen == [None, md.State.READY]
+        finally:
+            predictor.open()
+            service.close()
 
     def test_a_failure_is_logged_and_returned(self, caplog: pytest.LogCaptureFixture) -> None:
         broken = md.Service(BrokenPredictor())

@@ -198,9 +198,12 @@ class _ASGIApp:
         async with self._start_lock:
             if not self._unstarted:
                 return None
-            self._unstarted = False
-            # loading blocks: keep the loop free for other connections
-            return await asyncio.to_thread(self.app.start_services)
+            try:
+                # loading blocks: keep the loop free for other connections
+                return await asyncio.to_thread(self.app.start_services)
+            finally:
+                # only now: until the services are up, requests wait on the lock
+                self._unstarted = False
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
