@@ -110,7 +110,10 @@ class Waiter:
 
     def wait(self, timeout: float | None) -> bool:
         """Block until answered or *timeout* seconds pass; True when answered."""
-        return self._done.acquire(timeout=-1 if timeout is None else timeout)
+        if timeout is None:
+            return self._done.acquire()
+        # a timeout past what the platform's lock accepts is as good as none
+        return self._done.acquire(timeout=min(timeout, threading.TIMEOUT_MAX))
 
 
 class AsyncWaiter:

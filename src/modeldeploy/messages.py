@@ -24,7 +24,8 @@ class Request:
         accept: The ``Accept`` header; picks the encoder.
         headers: Other headers, lower-case names (for request ids and the like).
         deadline: Absolute ``time.monotonic()`` after which the answer is
-            useless, or ``None`` for the service's default timeout.
+            useless, or ``None`` for the service's timeout. It may come before
+            the service's timeout, never after: the service caps it.
 
     .. versionadded:: 0.1.0
     """

@@ -15,6 +15,7 @@ header value, so a steady stream of identical headers costs one dict lookup.
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -34,6 +35,8 @@ __all__ = [
     "parse_accept",
     "registry",
 ]
+
+logger = logging.getLogger("modeldeploy")
 
 ENTRY_POINT_GROUP = "modeldeploy.serializers"
 
@@ -217,7 +220,11 @@ class SerializerRegistry:
             return
         self._entry_points_loaded = True
         for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-            factory = entry_point.load()
+            try:
+                factory = entry_point.load()
+            except Exception:  # one broken plugin must not hide the others
+                logger.exception("serializer entry point %r failed to load", entry_point.name)
+                continue
             self.register(entry_point.name, factory, getattr(factory, "media_types", ()))
 
 

@@ -109,8 +109,10 @@ class Service:
             before ``load()``, each used by one worker at a time.
         max_queue: Requests accepted and not yet answered (queued or computing);
             one more fails at once with OverloadedError.
-        timeout: Default seconds a request may take end to end; ``None`` for no
-            deadline. A request still queued at its deadline is never computed.
+        timeout: Seconds a request may take end to end, at most: a caller's
+            ``timeout=`` or a request's ``deadline`` may shorten it, never extend
+            it. ``None`` for no limit. A request still queued at its deadline is
+            never computed.
         max_body_size: Bytes :meth:`handle` accepts in a body.
         warmup: An input predicted once on each replica by :meth:`start`.
         retry_after: Seconds suggested to a client refused with OverloadedError.
@@ -329,7 +331,9 @@ class Service:
     # -- calling the model --------------------------------------------------------
 
     def _deadline(self, timeout: float | None) -> float | None:
-        timeout = self.timeout if timeout is None else timeout
+        # a caller's timeout may shorten the service's, never extend it
+        if self.timeout is not None and (timeout is None or timeout > self.timeout):
+            timeout = self.timeout
         return None if timeout is None else _monotonic() + timeout
 
     def _active(self) -> Deployment:
@@ -505,8 +509,10 @@ class Service:
         encoder = self.negotiator.encoder(request.accept, decoder)  # 406 before any work
         x = self._validated(deployment, decoder.loads(body))
         deadline = request.deadline
-        if deadline is None and self.timeout is not None:
-            deadline = _monotonic() + self.timeout
+        if self.timeout is not None:  # a client's deadline may come sooner, never later
+            latest = _monotonic() + self.timeout
+            if deadline is None or deadline > latest:
+                deadline = latest
         return deployment, encoder, x, deadline
 
     def _handle(self, request: Request, request_id: str) -> Response:

@@ -101,6 +101,7 @@ _JSON_TYPES: Final = {"b": frozenset({bool}), "i": frozenset({int}), "u": frozen
 _JSON_FLOAT_TYPES: Final = frozenset({int, float})
 _JSON_TEXT_TYPES: Final = frozenset({str})
 _MAX_DIMS: Final = 32  # NumPy 1.x's limit; 2.x allows 64
+_MAX_ELEMENTS: Final = 2**48  # far past any body limit, well inside NumPy's index range
 _LENGTH = struct.Struct("<I")
 _UNSUPPORTED_PARAMETERS: Final = ("shared_memory_region", "classification")
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
@@ -221,7 +222,8 @@ def parse_header_length(value: str | None) -> int | None:
     if value is None:
         return None
     text = value.strip()
-    if not text.isdigit() or not text.isascii():
+    # 20 digits already pass any body size; int() of thousands of digits raises
+    if not text.isdigit() or not text.isascii() or len(text) > 20:
         raise DecodeError(f"{HEADER_LENGTH} must be a non-negative integer, not {value!r}")
     return int(text)
 
@@ -369,6 +371,10 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
         raise DecodeError(f"{where}: 'shape' must be a list of non-negative integers")
     if len(value) > _MAX_DIMS:
         raise DecodeError(f"{where}: 'shape' has more than {_MAX_DIMS} dimensions")
+    # a zero dimension makes any shape empty, but NumPy still refuses to reshape
+    # into one whose other dimensions overflow its index type
+    if math.prod(d for d in value if d) > _MAX_ELEMENTS:
+        raise DecodeError(f"{where}: 'shape' is too large")
     return tuple(value)
 
 

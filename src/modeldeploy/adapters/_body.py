@@ -29,7 +29,7 @@ def content_length(value: str) -> int:
     Raises:
         DecodeError: *value* is not a decimal number.
     """
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # isdigit alone takes '²'
         raise DecodeError("Content-Length is not a number")
     return int(value)
 

@@ -31,7 +31,9 @@ The type of an ASGI 3 application: ``async def app(scope, receive, send)``.
 """
 
 
-def asgi(target: Service | HTTPApp, *, inline: bool = False) -> ASGIApp:
+def asgi(
+    target: Service | HTTPApp, *, inline: bool = False, close_timeout: float | None = 30.0
+) -> ASGIApp:
     """
     Return an ASGI 3 application serving *target*.
 
@@ -53,6 +55,9 @@ def asgi(target: Service | HTTPApp, *, inline: bool = False) -> ASGIApp:
             hand-written ASGI app does: the fastest for a model that takes
             microseconds, while a slow one stalls every other request. Needs
             services with ``workers=0``.
+        close_timeout: Seconds lifespan shutdown waits for each service's
+            accepted requests (``Service.close``); ``None`` waits for all, so a
+            model that hangs would hang the server's shutdown.
 
     Raises:
         ValueError: *inline* with a service that has worker threads (the loop
@@ -68,7 +73,7 @@ def asgi(target: Service | HTTPApp, *, inline: bool = False) -> ASGIApp:
         threaded = [s.name for s in app.services.values() if s.workers]
         if threaded:
             raise ValueError(f"inline=True needs workers=0; {threaded[0]!r} has worker threads")
-    return _ASGIApp(app, inline=inline)
+    return _ASGIApp(app, inline=inline, close_timeout=close_timeout)
 
 
 # header names seen, both ways; bounded, since clients choose the names they send
@@ -119,8 +124,11 @@ async def _respond(send: Send, response: Response) -> None:
 class _ASGIApp:
     """The application :func:`asgi` returns; an instance is the ASGI callable."""
 
-    def __init__(self, app: HTTPApp, *, inline: bool = False) -> None:
+    def __init__(
+        self, app: HTTPApp, *, inline: bool = False, close_timeout: float | None = 30.0
+    ) -> None:
         self.app = app
+        self._close_timeout = close_timeout
         self._inline = inline
         self._max_body_size = app.max_body_size
         self._unstarted = True
@@ -139,7 +147,12 @@ class _ASGIApp:
         headers = _decode_headers(scope["headers"])
         path: str = scope["path"]
         length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self._max_body_size:
+        if (
+            length is not None
+            and length.isascii()
+            and length.isdigit()
+            and int(length) > self._max_body_size
+        ):
             await self._too_large(send, path, int(length))
             return
         message = await receive()
@@ -217,6 +230,6 @@ class _ASGIApp:
                 await send({"type": "lifespan.startup.complete"})
             elif kind == "lifespan.shutdown":
                 for service in self.app.services.values():
-                    await asyncio.to_thread(service.close)
+                    await asyncio.to_thread(service.close, self._close_timeout)
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -66,7 +66,9 @@ _SCAN_CHUNK = 1 << 16
 # outside 64 bits or a literal that overflows a double
 _WIDE_NUMBER = re.compile(rb"[0-9]{19}|[eE][+-]?[0-9]{3}")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_TENSOR_MARK = re.compile(rb'"__tensor__"')
+# the plain key, or any \u escape (which could spell the key another way): only then
+# is the decoded value walked for tensor objects
+_TENSOR_MARK = re.compile(rb'"__tensor__"|\\u')
 _TENSOR_FIELDS = frozenset(["dtype", "shape", "data"])
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -434,6 +436,9 @@ class JSON:
             if dtype.kind in "iu" and found == "f" and all(type(x) is int for x in data):
                 found = "u"  # ints beyond int64 beside smaller ones make NumPy guess float64
             if found not in {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[dtype.kind]:
+                raise DecodeError(f"tensor data do not fit dtype {name}")
+            if dtype.kind != "b" and bool in set(map(type, data)):
+                # NumPy would read true as 1 beside numbers; all-bool data is refused above
                 raise DecodeError(f"tensor data do not fit dtype {name}")
             with np.errstate(over="raise"):
                 return np.array(data, dtype=dtype).reshape(shape)

@@ -135,8 +135,10 @@ class Protobuf:
                 nests too deep.
         """
         check_size(data, self.max_size, self.name)
-        if isinstance(data, memoryview) and not data.c_contiguous:
-            data = data.tobytes()
+        if isinstance(data, memoryview) and (
+            not data.c_contiguous or data.format != "B" or data.ndim != 1
+        ):
+            data = data.tobytes()  # the parser takes flat bytes only
         message = value_pb2.Value()
         try:
             message.ParseFromString(data)
