@@ -253,3 +253,20 @@ class TestMsgPackHostileInput:
             codec.loads(memoryview(np.zeros((4, 4), np.uint8)[:, ::2]))
         with pytest.raises(DecodeError):
             codec.loads("text")  # type: ignore[arg-type]
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+@given(strategies.msgpack_values)
+def test_container_header_count_bounds_the_depth(value):
+    """The pre-count that spares most bodies the depth walk never undercounts."""
+    from modeldeploy.serializers import msgpack as backend
+
+    body = serializers.get("msgpack").dumps(value)
+    assert backend._container_headers(body, memoryview(body)) >= _depth(value)

@@ -79,6 +79,24 @@ def _split_dtype(payload: bytes) -> tuple[Any, int]:
     return _wire_dtype(payload[1:end]), end
 
 
+# bytes.translate deletes these, leaving only bytes that could start a list or map
+_NOT_CONTAINER_HEADERS = bytes(
+    b for b in range(256) if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF)
+)
+
+
+def _container_headers(data: bytes | memoryview, view: memoryview) -> int:
+    """Count the bytes of the msgpack document that could start a list or map."""
+    if view[0] == 0xC9 and len(view) >= _FRAME_HEAD.size and view[5] == FRAME_EXT:
+        # only the document: the array region after it is raw data, and copying it
+        # would undo the zero-copy decode
+        document_len = _FRAME_HEAD.unpack_from(view)[3]
+        document: bytes = view[_FRAME_HEAD.size : _FRAME_HEAD.size + document_len].tobytes()
+    else:
+        document = data if type(data) is bytes else view.tobytes()
+    return len(document.translate(None, _NOT_CONTAINER_HEADERS))
+
+
 def _too_deep(value: Any, max_depth: int) -> bool:
     """Whether *value* nests lists and maps deeper than *max_depth* (a tree: no sharing)."""
     containers = {list, dict}
@@ -240,8 +258,14 @@ class MsgPack:
             raise
         except (ValueError, TypeError, OverflowError, MemoryError, struct.error) as exc:
             raise DecodeError("msgpack body could not be decoded") from exc
-        # a container takes at least one byte, so short bodies cannot be too deep
-        if len(view) > self.max_depth and _too_deep(value, self.max_depth):
+        # every level of nesting starts with a container header byte (fixmap, fixarray,
+        # array16/32, map16/32), so a body with no more such bytes than max_depth cannot
+        # be too deep: counting them at C speed spares most bodies the walk
+        if (
+            len(view) > self.max_depth
+            and _container_headers(data, view) > self.max_depth
+            and _too_deep(value, self.max_depth)
+        ):
             raise DecodeError(f"msgpack body nests deeper than {self.max_depth}")
         return value
 
