@@ -79,6 +79,8 @@ def _split_dtype(payload: bytes) -> tuple[Any, int]:
     return _wire_dtype(payload[1:end]), end
 
 
+_COUNT_UP_TO = 2048  # bytes of body worth counting before the walk
+
 # bytes.translate deletes these, leaving only bytes that could start a list or map
 _NOT_CONTAINER_HEADERS = bytes(
     b for b in range(256) if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF)
@@ -261,9 +263,10 @@ class MsgPack:
         # every level of nesting starts with a container header byte (fixmap, fixarray,
         # array16/32, map16/32), so a body with no more such bytes than max_depth cannot
         # be too deep: counting them at C speed spares most bodies the walk
+        # (only for small bodies: in a large one, payload bytes alone pass the bound)
         if (
             len(view) > self.max_depth
-            and _container_headers(data, view) > self.max_depth
+            and (len(view) > _COUNT_UP_TO or _container_headers(data, view) > self.max_depth)
             and _too_deep(value, self.max_depth)
         ):
             raise DecodeError(f"msgpack body nests deeper than {self.max_depth}")
