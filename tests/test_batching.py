@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 
 import numpy as np
@@ -258,3 +259,35 @@ def test_asyncio_callers_are_batched_too():
     ) as service:
         assert asyncio.run(main(service)) == [2 * i + 1 for i in range(200)]
     assert sum(b.size for b in monitor.batches) == 200
+
+
+def test_collectors_and_idle_workers_lose_no_request():
+    """
+    Workers blocked in get() beside one collecting with timeouts lose no job.
+
+    ``queue.SimpleQueue`` lost wake-ups under exactly this mix (a job sat admitted,
+    out of the queue, until its caller's deadline): within ~100 rounds like these.
+    """
+    rng = random.Random(0)
+    for _ in range(150):
+        callers = rng.randint(1, 30)
+        service = md.Service(
+            md.predictor(double_rows, batched=True),
+            workers=rng.randint(2, 3),
+            max_batch_size=rng.randint(2, 16),
+            max_batch_delay=0.001,
+        ).start()
+        start = threading.Barrier(callers)
+        answers = {}
+
+        def caller(index, service=service, start=start, answers=answers):
+            start.wait(10)
+            answers[index] = [service.predict(np.int64(v), timeout=10) for v in range(8)]
+
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert service.close(timeout=10) is True
+        assert answers == {i: [2 * v + 1 for v in range(8)] for i in range(callers)}

@@ -200,7 +200,7 @@ class Replicas:
     def __init__(self, instances: Sequence[Predictor], exclusive: bool) -> None:
         self.instances = tuple(instances)
         self.exclusive = exclusive
-        self._free: queue.SimpleQueue[Predictor] = queue.SimpleQueue()
+        self._free: queue.Queue[Predictor] = queue.Queue()
         for instance in self.instances:
             self._free.put(instance)
 
@@ -437,7 +437,7 @@ class WorkerPool:
     """
     ``workers`` threads taking jobs from one unbounded queue (bounded by Admission).
 
-    A plain ``SimpleQueue`` of jobs and our own threads, rather than a
+    A plain ``queue.Queue`` of jobs and our own threads, rather than a
     ``ThreadPoolExecutor``: close() can fail what is still queued with a typed
     error, and a worker can take several jobs at once (dynamic batching).
     """
@@ -456,7 +456,7 @@ class WorkerPool:
     ) -> None:
         self._batching = batching
         self._draining = False
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.Queue[Any] = queue.Queue()
         self._admission = admission
         self._on_batch = on_batch
         self._on_done = on_done
