@@ -23,6 +23,7 @@ PAGES = {
     "serializers/msgpack.md": 1,
     "serializers/pickle.md": 1,
     "serializers/protobuf.md": 4,
+    "../README.md": 1,
 }
 # cli.md is not here: tests/test_cli.py runs its examples against a real server
 
