@@ -214,6 +214,17 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:,.1f}"
 
 
+CURVE_HEADER = [
+    "max_batch_delay (ms)",
+    "samples/s",
+    "ideal, same run",
+    "vs ideal",
+    "p50 (ms)",
+    "p99 (ms)",
+    "mean batch",
+]
+
+
 def main() -> None:
     forward = mlp()
     rng = np.random.default_rng(1)
@@ -357,29 +368,13 @@ def report(rows, checks, curve, few, default_pools: str, limited_pools: str) -> 
         f"{CALLERS} thread callers, `workers=1`, `max_batch_size={BATCH}`, measured as above."
         "\n\n"
         + table(
-            [
-                "max_batch_delay (ms)",
-                "samples/s",
-                "ideal, same run",
-                "vs ideal",
-                "p50 (ms)",
-                "p99 (ms)",
-                "mean batch",
-            ],
+            CURVE_HEADER,
             curve,
         )
         + f"\n\nThe same with {FEW} callers, fewer than `max_batch_size`: a batch can never "
         "fill, so a positive delay is waited out in full by every batch.\n\n"
         + table(
-            [
-                "max_batch_delay (ms)",
-                "samples/s",
-                "ideal, same run",
-                "vs ideal",
-                "p50 (ms)",
-                "p99 (ms)",
-                "mean batch",
-            ],
+            CURVE_HEADER,
             few,
         ),
     )
