@@ -13,6 +13,7 @@ The format is described in ``docs/serializers/msgpack.md``.
 from __future__ import annotations
 
 import struct
+import threading
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -87,16 +88,23 @@ _NOT_CONTAINER_HEADERS = bytes(
 )
 
 
-def _container_headers(data: bytes | memoryview, view: memoryview) -> int:
+def _is_frame(data: bytes | memoryview) -> bool:
+    """Whether *data* (bytes or a byte view) starts with the frame's header."""
+    return len(data) >= _FRAME_HEAD.size and data[0] == 0xC9 and data[5] == FRAME_EXT
+
+
+def _container_headers(data: bytes | memoryview) -> int:
     """Count the bytes of the msgpack document that could start a list or map."""
-    if view[0] == 0xC9 and len(view) >= _FRAME_HEAD.size and view[5] == FRAME_EXT:
-        # only the document: the array region after it is raw data, and copying it
-        # would undo the zero-copy decode
-        document_len = _FRAME_HEAD.unpack_from(view)[3]
-        document: bytes = view[_FRAME_HEAD.size : _FRAME_HEAD.size + document_len].tobytes()
-    else:
-        document = data if type(data) is bytes else view.tobytes()
-    return len(document.translate(None, _NOT_CONTAINER_HEADERS))
+    if type(data) is bytes and data[0] != 0xC9:  # the common case: not a frame
+        return len(data.translate(None, _NOT_CONTAINER_HEADERS))
+    if type(data) is not bytes:
+        data = byte_view(data, "msgpack").tobytes()
+    if _is_frame(data):
+        # only the document: the array region after it is raw data, and counting
+        # its bytes would refuse shallow bodies
+        document_len = _FRAME_HEAD.unpack_from(data)[3]
+        data = data[_FRAME_HEAD.size : _FRAME_HEAD.size + document_len]
+    return len(data.translate(None, _NOT_CONTAINER_HEADERS))
 
 
 def _too_deep(value: Any, max_depth: int) -> bool:
@@ -127,6 +135,13 @@ class _Encoder:
         self.np = np
         self.buffers: list[tuple[int, memoryview]] = []
         self.end = 0
+
+    def take(self) -> tuple[list[tuple[int, memoryview]], int]:
+        """Return the arrays set aside by one ``pack`` and forget them (ready for the next)."""
+        buffers, end = self.buffers, self.end
+        if buffers:
+            self.buffers, self.end = [], 0
+        return buffers, end
 
     def default(self, obj: Any) -> Any:
         np = self.np
@@ -166,6 +181,20 @@ class _Encoder:
         return msgpack.ExtType(
             NDARRAY_EXT, header + bytes((array.ndim,)) + dims + _U64.pack(offset)
         )
+
+
+# one Packer per thread: packb builds a Packer, and its buffer, on every call
+_packing = threading.local()
+
+
+def _new_packer(state: threading.local) -> tuple[msgpack.Packer, _Encoder]:
+    encoder = _Encoder(numpy_or_none())
+    # Packer.pack empties its buffer after each call, also when it raises
+    packer = msgpack.Packer(
+        default=encoder.default, use_bin_type=True, strict_types=True, datetime=False
+    )
+    state.packer, state.encoder = packer, encoder
+    return packer, encoder
 
 
 class MsgPack:
@@ -210,20 +239,24 @@ class MsgPack:
 
         .. versionadded:: 0.1.0
         """
-        encoder = _Encoder(numpy_or_none())
+        state = _packing
         try:
-            document = msgpack.packb(
-                obj, default=encoder.default, use_bin_type=True, strict_types=True, datetime=False
-            )
+            packer, encoder = state.packer, state.encoder
+        except AttributeError:
+            packer, encoder = _new_packer(state)
+        try:
+            document = packer.pack(obj)
         except ModelDeployError:
             raise
         except (TypeError, ValueError, OverflowError, MemoryError) as exc:
             raise EncodeError("value cannot be encoded as msgpack") from exc
-        if not encoder.buffers:
-            return bytes(document)
+        finally:
+            buffers, end = encoder.take()
+        if not buffers:
+            return document
         head_end = _FRAME_HEAD.size + len(document)
         region = aligned(head_end)
-        total = region + encoder.end
+        total = region + end
         if total - 6 > _EXT32_MAX:
             raise EncodeError("arrays are too large for one msgpack body")
         parts: list[bytes | memoryview] = [
@@ -232,7 +265,7 @@ class MsgPack:
             bytes(region - head_end),
         ]
         position = region
-        for offset, raw in encoder.buffers:
+        for offset, raw in buffers:
             if region + offset > position:
                 parts.append(bytes(region + offset - position))
             parts.append(raw)
@@ -250,23 +283,19 @@ class MsgPack:
         .. versionadded:: 0.1.0
         """
         check_size(data, self.max_size, self.name)
-        view = byte_view(data, self.name)
-        try:
-            if len(view) >= _FRAME_HEAD.size and view[0] == 0xC9 and view[5] == FRAME_EXT:
-                value = self._load_frame(view)
-            else:
-                value = _unpack(view, None)
-        except ModelDeployError:
-            raise
-        except (ValueError, TypeError, OverflowError, MemoryError, struct.error) as exc:
-            raise DecodeError("msgpack body could not be decoded") from exc
+        if type(data) is bytes and not _is_frame(data):
+            value = _decoded(data, None)  # the common case: no view to make
+        else:
+            view = byte_view(data, self.name)
+            value = self._load_frame(view) if _is_frame(view) else _decoded(view, None)
         # every level of nesting starts with a container header byte (fixmap, fixarray,
         # array16/32, map16/32), so a body with no more such bytes than max_depth cannot
         # be too deep: counting them at C speed spares most bodies the walk
         # (only for small bodies: in a large one, payload bytes alone pass the bound)
+        size = data.nbytes if type(data) is memoryview else len(data)
         if (
-            len(view) > self.max_depth
-            and (len(view) > _COUNT_UP_TO or _container_headers(data, view) > self.max_depth)
+            size > self.max_depth
+            and (size > _COUNT_UP_TO or _container_headers(data) > self.max_depth)
             and _too_deep(value, self.max_depth)
         ):
             raise DecodeError(f"msgpack body nests deeper than {self.max_depth}")
@@ -280,32 +309,44 @@ class MsgPack:
         region = aligned(document_end)
         if region > len(view):
             raise DecodeError("msgpack frame is truncated")
-        return _unpack(view[_FRAME_HEAD.size : document_end], view[region:])
+        return _decoded(view[_FRAME_HEAD.size : document_end], view[region:])
 
 
-def _unpack(document: memoryview, region: memoryview | None) -> Any:
-    def ext_hook(code: int, payload: bytes) -> Any:
-        if code == NDARRAY_EXT:
-            if region is None:
-                raise DecodeError("msgpack array reference outside a frame")
-            return _array(payload, region)
-        if code == SCALAR_EXT:
-            dtype, start = _split_dtype(payload)
-            if len(payload) - start != dtype.itemsize:
-                raise DecodeError("msgpack NumPy scalar has the wrong size")
-            return numpy_or_none().frombuffer(payload, dtype, offset=start)[0]  # type: ignore[union-attr]
-        raise DecodeError(f"msgpack ext type {code} is not supported")
+def _scalar(payload: bytes) -> Any:
+    dtype, start = _split_dtype(payload)
+    if len(payload) - start != dtype.itemsize:
+        raise DecodeError("msgpack NumPy scalar has the wrong size")
+    return numpy_or_none().frombuffer(payload, dtype, offset=start)[0]  # type: ignore[union-attr]
 
-    # unpackb caps every declared length at the buffer's size, so a huge
-    # declared array or string fails before anything is allocated
-    return msgpack.unpackb(
-        document,
-        ext_hook=ext_hook,
-        raw=False,
-        strict_map_key=False,
-        use_list=True,
-        timestamp=0,
-    )
+
+def _document_ext_hook(code: int, payload: bytes) -> Any:
+    """The ext hook of a body that is not a frame: no array can be referenced."""
+    if code == SCALAR_EXT:
+        return _scalar(payload)
+    if code == NDARRAY_EXT:
+        raise DecodeError("msgpack array reference outside a frame")
+    raise DecodeError(f"msgpack ext type {code} is not supported")
+
+
+def _decoded(document: bytes | memoryview, region: memoryview | None) -> Any:
+    """Unpack a msgpack document whose array references point into *region*."""
+    if region is None:
+        ext_hook = _document_ext_hook
+    else:
+
+        def ext_hook(code: int, payload: bytes) -> Any:
+            if code == NDARRAY_EXT:
+                return _array(payload, region)
+            return _document_ext_hook(code, payload)
+
+    try:
+        # unpackb caps every declared length at the buffer's size, so a huge
+        # declared array or string fails before anything is allocated
+        return msgpack.unpackb(document, ext_hook=ext_hook, strict_map_key=False, timestamp=0)
+    except ModelDeployError:
+        raise
+    except (ValueError, TypeError, OverflowError, MemoryError, struct.error) as exc:
+        raise DecodeError("msgpack body could not be decoded") from exc
 
 
 def _array(payload: bytes, region: memoryview) -> Any:
