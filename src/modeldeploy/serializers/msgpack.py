@@ -245,7 +245,7 @@ class MsgPack:
         except AttributeError:
             packer, encoder = _new_packer(state)
         try:
-            document = packer.pack(obj)
+            document: bytes = packer.pack(obj)
         except ModelDeployError:
             raise
         except (TypeError, ValueError, OverflowError, MemoryError) as exc:
