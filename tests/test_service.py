@@ -58,7 +58,13 @@ class TestCalling:
 
     @pytest.mark.parametrize(
         "kwargs",
-        [{"workers": -1}, {"replicas": 0}, {"max_queue": 0}, {"timeout": 0}],
+        [
+            {"workers": -1},
+            {"replicas": 0},
+            {"max_queue": 0},
+            {"max_queue": md.MAX_QUEUE + 1},
+            {"timeout": 0},
+        ],
     )
     def test_bad_configuration_is_refused(self, kwargs):
         with pytest.raises(ValueError, match=next(iter(kwargs))):

@@ -36,7 +36,7 @@ from .messages import Request, Response, Signature, TensorSpec
 from .monitors import CompositeMonitor, LogMonitor, MonitorFailed, PrometheusMonitor
 from .negotiation import Negotiator
 from .predictors import predictor, signature_from_sklearn
-from .service import Service, State
+from .service import MAX_QUEUE, Service, State
 
 if TYPE_CHECKING:
     from .adapters.asgi import asgi
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JSON",
+    "MAX_QUEUE",
     "XML",
     "CompositeMonitor",
     "DeadlineExceededError",

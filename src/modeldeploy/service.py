@@ -51,9 +51,17 @@ from .predictors import predictor as make_predictor
 from .serializers._base import DEFAULT_MAX_SIZE
 from .validation import compile_validator
 
-__all__ = ["Service", "State"]
+__all__ = ["MAX_QUEUE", "Service", "State"]
 
 logger = logging.getLogger("modeldeploy")
+
+MAX_QUEUE = 10_000_000
+"""
+Largest ``max_queue``: a queue longer than this never drains within any
+sensible deadline, and its free places are kept as tokens.
+
+.. versionadded:: 0.1.0
+"""
 
 _monotonic = time.monotonic
 _perf_counter = time.perf_counter
@@ -108,7 +116,8 @@ class Service:
             thread-safe model). ``N`` keeps N instances, copies of *model* made
             before ``load()``, each used by one worker at a time.
         max_queue: Requests accepted and not yet answered (queued or computing);
-            one more fails at once with OverloadedError.
+            one more fails at once with OverloadedError. At most
+            :data:`MAX_QUEUE`; each place costs 8 bytes.
         timeout: Seconds a request may take end to end, at most: a caller's
             ``timeout=`` or a request's ``deadline`` may shorten it, never extend
             it. ``None`` for no limit. A request still queued at its deadline is
@@ -154,8 +163,8 @@ class Service:
             raise ValueError(f"workers must be >= 0, got {workers}")
         if replicas is not None and replicas < 1:
             raise ValueError(f"replicas must be >= 1 or None, got {replicas}")
-        if max_queue < 1:
-            raise ValueError(f"max_queue must be >= 1, got {max_queue}")
+        if not 1 <= max_queue <= MAX_QUEUE:
+            raise ValueError(f"max_queue must be in 1..{MAX_QUEUE:_}, got {max_queue}")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be > 0 or None, got {timeout}")
         if max_batch_size < 1:
