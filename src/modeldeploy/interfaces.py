@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .events import BatchExecuted, ModelLoaded, RequestFinished, RequestStarted
     from .messages import Signature
 
-__all__ = ["Monitor", "Predictor", "Serializer"]
+__all__ = ["Monitor", "Predictor", "RequestRecorder", "Serializer"]
 
 
 @runtime_checkable
@@ -79,6 +79,12 @@ class Monitor(Protocol):
     Hooks run on the request path, so they must be cheap, and they must not
     raise: the service isolates a monitor that does (counted and logged).
 
+    A monitor that only counts requests may also offer the optional hook
+    ``request_recorder(model, version) -> RequestRecorder``: the service then
+    resolves a :class:`RequestRecorder` once per model version and calls it
+    instead of ``on_request_start`` / ``on_request_end``, with no event built
+    per request (:class:`~modeldeploy.monitors.PrometheusMonitor` does).
+
     .. versionadded:: 0.1.0
     """
 
@@ -93,3 +99,23 @@ class Monitor(Protocol):
 
     def on_model_loaded(self, event: ModelLoaded, /) -> None:
         """A model version finished loading and warming up."""
+
+
+@runtime_checkable
+class RequestRecorder(Protocol):
+    """
+    **Protocol:** counts the requests of one model version, without events.
+
+    Returned by a monitor's optional ``request_recorder(model, version)``
+    hook, once per model version; the service then calls ``start`` and
+    ``end`` once each per request. Like hooks, they must be cheap and
+    thread-safe, and the service isolates one that raises.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def start(self) -> None:
+        """A request entered the service."""
+
+    def end(self, code: str, latency_s: float, /) -> None:
+        """A request left: ``"ok"`` or the error's stable code, and its latency."""

@@ -42,10 +42,10 @@ from .errors import (
     PayloadTooLargeError,
     PredictionError,
 )
-from .events import BatchExecuted, ModelLoaded, RequestFinished, RequestStarted
+from .events import BatchExecuted, ModelLoaded
 from .interfaces import Predictor, Serializer
 from .messages import Request, Response, Signature
-from .monitors.composite import CompositeMonitor
+from .monitors.composite import CompositeMonitor, RequestObserver
 from .negotiation import Negotiator
 from .predictors import predictor as make_predictor
 from .serializers._base import DEFAULT_MAX_SIZE
@@ -198,9 +198,9 @@ class Service:
         self.warmup = warmup
         self._admission = Admission(max_queue, retry_after)
         self._monitor = CompositeMonitor(list(monitors))
-        hooks = {h for m in monitors for h in _HOOKS if callable(getattr(m, h, None))}
-        self._observe_requests = bool(hooks & {"on_request_start", "on_request_end"})
-        self._observe_batches = "on_batch" in hooks
+        # resolved once per model version; None when no monitor observes requests
+        self._requests = self._monitor.observe_requests(self.name, self.version)
+        self._observe_batches = any(callable(getattr(m, "on_batch", None)) for m in monitors)
         self._monitors = tuple(monitors)
         self._on_batch = self._observe_batch if self._observe_batches else None
         self._state = State.NEW
@@ -258,7 +258,7 @@ class Service:
                 self.workers,
                 self._admission,
                 self._on_batch,
-                self._on_job_done if self._observe_requests else None,
+                self._observe_job if self._requests is not None else None,
                 name=f"modeldeploy-{self.name}",
                 batching=self._batching,
             )
@@ -420,16 +420,19 @@ class Service:
         """Validate *x* and admit it as a job observed as one request."""
         deployment = self._active()
         x = self._validated(deployment, x)
-        tag = None
-        if self._observe_requests:
-            tag = (self._observe_start(), _perf_counter())
+        requests = self._requests
+        if requests is None:
+            self._admission.acquire()
+            return Job(deployment, x, deadline, future)
+        request_id = self._new_id()
+        started = _perf_counter()
+        requests.start(request_id)
         try:
             self._admission.acquire()
         except ModelDeployError as exc:
-            if tag is not None:
-                self._observe_end(tag[0], tag[1], exc)
+            requests.end(request_id, _perf_counter() - started, exc)
             raise
-        return Job(deployment, x, deadline, future, tag)
+        return Job(deployment, x, deadline, future, (request_id, started))
 
     def _run_inline(self, job: Job) -> tuple[bool, Any]:
         """Compute an admitted job on this thread; observe it if it is tagged."""
@@ -437,8 +440,7 @@ class Service:
             ok, value = execute_one(job.model, job.item, job.deadline)
         finally:
             self._admission.release()
-        if job.tag is not None:
-            self._observe_end(job.tag[0], job.tag[1], None if ok else value)
+        self._observe_job(job, ok, value)
         return ok, value
 
     # -- handle: the whole request flow ---------------------------------------------
@@ -451,13 +453,17 @@ class Service:
         the error's HTTP status and a JSON body ``{"error": {"code", "message"}}``;
         any other exception becomes a 500 with no detail (it is logged).
         """
-        started, request_id = self._begin(request)
+        started = _perf_counter()
+        request_id = request.headers.get("x-request-id") or self._new_id()
+        requests = self._requests
+        if requests is not None:
+            requests.start(request_id)
         try:
             response = self._handle(request, request_id)
         except Exception as exc:
-            return self._failed(started, request_id, exc)
-        if self._observe_requests:
-            self._observe_end(request_id, started, None)
+            return self._failed(requests, started, request_id, exc)
+        if requests is not None:
+            requests.end(request_id, _perf_counter() - started, None)
         return response
 
     async def ahandle(self, request: Request) -> Response:
@@ -471,7 +477,11 @@ class Service:
         """
         if self._pool is None:
             return await asyncio.get_running_loop().run_in_executor(None, self.handle, request)
-        started, request_id = self._begin(request)
+        started = _perf_counter()
+        request_id = request.headers.get("x-request-id") or self._new_id()
+        requests = self._requests
+        if requests is not None:
+            requests.start(request_id)
         try:
             deployment, encoder, x, deadline = self._prepare(request)
             self._admission.acquire()
@@ -480,20 +490,18 @@ class Service:
             value = await _await(waiter.future, deadline)
             response = _ok_response(encoder, value, request_id)
         except Exception as exc:
-            return self._failed(started, request_id, exc)
-        if self._observe_requests:
-            self._observe_end(request_id, started, None)
+            return self._failed(requests, started, request_id, exc)
+        if requests is not None:
+            requests.end(request_id, _perf_counter() - started, None)
         return response
 
-    def _begin(self, request: Request) -> tuple[float, str]:
-        """Start the clock and observation of one request; return (started, request id)."""
-        started = _perf_counter()
-        request_id = request.headers.get("x-request-id") or self._new_id()
-        if self._observe_requests:
-            self._monitor.on_request_start(RequestStarted(self.name, self.version, request_id))
-        return started, request_id
-
-    def _failed(self, started: float, request_id: str, exc: Exception) -> Response:
+    def _failed(
+        self,
+        requests: RequestObserver | None,
+        started: float,
+        request_id: str,
+        exc: Exception,
+    ) -> Response:
         """The error response for *exc*, observed; a bug becomes a bare, logged 500."""
         if isinstance(exc, ModelDeployError):
             error = exc
@@ -501,8 +509,8 @@ class Service:
             logger.error("unexpected error handling request %s", request_id, exc_info=exc)
             error = PredictionError("internal error")
             error.__cause__ = exc
-        if self._observe_requests:
-            self._observe_end(request_id, started, error)
+        if requests is not None:
+            requests.end(request_id, _perf_counter() - started, error)
         return _error_response(error, request_id)
 
     def _prepare(self, request: Request) -> tuple[Deployment, Serializer, Any, float | None]:
@@ -545,32 +553,11 @@ class Service:
     def _new_id(self) -> str:
         return f"{self._id_prefix}-{next(self._ids)}"
 
-    def _observe_start(self) -> str:
-        request_id = self._new_id()
-        self._monitor.on_request_start(RequestStarted(self.name, self.version, request_id))
-        return request_id
-
-    def _observe_end(self, request_id: str, started: float, error: BaseException | None) -> None:
-        if error is None:
-            outcome = code = "ok"
-        else:
-            outcome = "error"
-            code = error.code if isinstance(error, ModelDeployError) else "internal"
-        self._monitor.on_request_end(
-            RequestFinished(
-                self.name,
-                self.version,
-                request_id,
-                outcome,
-                code,
-                _perf_counter() - started,
-                error,
-            )
-        )
-
-    def _on_job_done(self, job: Job, ok: bool, value: Any) -> None:
-        if job.tag is not None:
-            self._observe_end(job.tag[0], job.tag[1], None if ok else value)
+    def _observe_job(self, job: Job, ok: bool, value: Any) -> None:
+        """End the observation of a job :meth:`_admit` started (a tagged job)."""
+        if job.tag is not None and self._requests is not None:
+            request_id, started = job.tag
+            self._requests.end(request_id, _perf_counter() - started, None if ok else value)
 
     def _observe_batch(
         self, model: Deployment, size: int, queue_wait_s: float, compute_s: float
@@ -578,9 +565,6 @@ class Service:
         self._monitor.on_batch(
             BatchExecuted(model.name, model.version, size, queue_wait_s, compute_s)
         )
-
-
-_HOOKS = ("on_request_start", "on_request_end", "on_batch", "on_model_loaded")
 
 
 def _wait(waiter: Waiter, deadline: float | None) -> Any:

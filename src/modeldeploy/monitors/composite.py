@@ -10,13 +10,17 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import structlog
 
-if TYPE_CHECKING:
-    from modeldeploy.events import BatchExecuted, ModelLoaded, RequestFinished, RequestStarted
+from modeldeploy.errors import ModelDeployError
+from modeldeploy.events import RequestFinished, RequestStarted
 
-__all__ = ["CompositeMonitor", "MonitorFailed"]
+if TYPE_CHECKING:
+    from modeldeploy.events import BatchExecuted, ModelLoaded
+    from modeldeploy.interfaces import RequestRecorder
+
+__all__ = ["CompositeMonitor", "MonitorFailed", "RequestObserver"]
 
 _EVENT_HOOKS = ("on_request_start", "on_request_end", "on_batch", "on_model_loaded")
-_HOOKS = (*_EVENT_HOOKS, "on_monitor_error")
+_HOOKS = (*_EVENT_HOOKS, "request_recorder", "on_monitor_error")
 
 
 @attrs.frozen
@@ -92,7 +96,7 @@ class CompositeMonitor:
                 if not callable(method):
                     raise TypeError(f"{label}.{name} is not callable")
                 found[name].append((label, method))
-                implements_any = implements_any or name in _EVENT_HOOKS
+                implements_any = implements_any or name != "on_monitor_error"
             if not implements_any:
                 raise TypeError(
                     f"{label} implements no monitor hook (expected one of {', '.join(_HOOKS)})"
@@ -119,6 +123,40 @@ class CompositeMonitor:
         """
         with self._lock:
             return dict(self._errors)
+
+    def observe_requests(self, model: str, version: str) -> RequestObserver | None:
+        """Resolve, once per model version, how its requests are observed.
+
+        A monitor with a ``request_recorder`` hook is asked for its recorder
+        now and gets no request events; every other monitor gets them as
+        before. A ``request_recorder`` that raises is isolated like a hook, and
+        that monitor falls back to its event hooks.
+
+        Returns:
+            The observer to call per request, or ``None`` when no monitor
+            observes requests.
+
+        .. versionadded:: 0.1.0
+        """
+        recorders: list[tuple[str, RequestRecorder]] = []
+        starts: list[_Hook] = []
+        ends: list[_Hook] = []
+        for monitor in self.monitors:
+            label = type(monitor).__name__
+            make = getattr(monitor, "request_recorder", None)
+            if make is not None:
+                try:
+                    recorders.append((label, make(model, version)))
+                    continue
+                except Exception as exc:
+                    self._failed(label, "request_recorder", exc)
+            for hook, found in (("on_request_start", starts), ("on_request_end", ends)):
+                method = getattr(monitor, hook, None)
+                if method is not None:
+                    found.append((label, method))
+        if not (recorders or starts or ends):
+            return None
+        return RequestObserver(self, model, version, tuple(recorders), tuple(starts), tuple(ends))
 
     def on_request_start(self, event: RequestStarted, /) -> None:
         """Pass the event to every monitor's ``on_request_start``.
@@ -201,3 +239,90 @@ class CompositeMonitor:
             )
         except Exception:  # noqa: S110 - a broken logger has nowhere safer to report
             pass
+
+
+class RequestObserver:
+    """How one model version's requests are observed.
+
+    Built by :meth:`CompositeMonitor.observe_requests`.
+
+    Recorders are called directly, with no event; the request events are
+    built only when a monitor without a recorder listens. Every call is
+    isolated as the composite isolates hooks.
+
+    Attributes:
+        model: The model name the requests are observed under.
+        version: The model version.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = (
+        "_composite",
+        "_ends",
+        "_event_ends",
+        "_event_starts",
+        "_starts",
+        "model",
+        "version",
+    )
+
+    def __init__(
+        self,
+        composite: CompositeMonitor,
+        model: str,
+        version: str,
+        recorders: tuple[tuple[str, RequestRecorder], ...],
+        event_starts: tuple[_Hook, ...],
+        event_ends: tuple[_Hook, ...],
+    ) -> None:
+        self._composite = composite
+        self.model = model
+        self.version = version
+        self._starts = tuple((label, recorder.start) for label, recorder in recorders)
+        self._ends = tuple((label, recorder.end) for label, recorder in recorders)
+        self._event_starts = event_starts
+        self._event_ends = event_ends
+
+    def start(self, request_id: str) -> None:
+        """A request entered the service.
+
+        .. versionadded:: 0.1.0
+        """
+        for label, start in self._starts:
+            try:
+                start()
+            except Exception as exc:  # noqa: PERF203 - isolation is the point
+                self._composite._failed(label, "request_recorder.start", exc)
+        if self._event_starts:
+            event = RequestStarted(self.model, self.version, request_id)
+            for label, hook in self._event_starts:
+                try:
+                    hook(event)
+                except Exception as exc:  # noqa: PERF203
+                    self._composite._failed(label, "on_request_start", exc)
+
+    def end(self, request_id: str, latency_s: float, error: BaseException | None) -> None:
+        """A request left the service, answered or failed with *error*.
+
+        .. versionadded:: 0.1.0
+        """
+        if error is None:
+            outcome = code = "ok"
+        else:
+            outcome = "error"
+            code = error.code if isinstance(error, ModelDeployError) else "internal"
+        for label, end in self._ends:
+            try:
+                end(code, latency_s)
+            except Exception as exc:  # noqa: PERF203
+                self._composite._failed(label, "request_recorder.end", exc)
+        if self._event_ends:
+            event = RequestFinished(
+                self.model, self.version, request_id, outcome, code, latency_s, error
+            )
+            for label, hook in self._event_ends:
+                try:
+                    hook(event)
+                except Exception as exc:  # noqa: PERF203
+                    self._composite._failed(label, "on_request_end", exc)
