@@ -86,6 +86,18 @@ batches_executed = st.builds(
     compute_s=durations,
 )
 
+# one request through a RequestRecorder: (model, version, code, latency_s, finished);
+# latencies hit the bucket bounds exactly too, where le is inclusive
+from modeldeploy.monitors import LATENCY_BUCKETS  # noqa: E402
+
+recorded_requests = st.tuples(
+    model_names,
+    version_names,
+    outcome_codes,
+    durations | st.sampled_from(LATENCY_BUCKETS),
+    st.booleans(),
+)
+
 
 # the data model every serializer backend round-trips (tests/serializers/test_contract.py)
 common_values = st.recursive(
