@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from modeldeploy.errors import DecodeError, OverloadedError
 from modeldeploy.events import BatchExecuted, ModelLoaded, RequestFinished, RequestStarted
 from modeldeploy.interfaces import Monitor
 from modeldeploy.monitors import CompositeMonitor, MonitorFailed, PrometheusMonitor
@@ -291,3 +292,322 @@ class TestIsolation:
                 t.join()
         assert composite.errors == {"Broken": threads * per_thread}
         assert len(logs) == 1
+
+
+class Calls:
+    """A RequestRecorder that records its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, ...]] = []
+
+    def start(self) -> None:
+        self.calls.append(("start",))
+
+    def end(self, code: str, latency_s: float, /) -> None:
+        self.calls.append(("end", code, latency_s))
+
+
+class WithRecorder:
+    """Offers a recorder, and event hooks it should only get when the recorder is missing."""
+
+    def __init__(self, *, broken_factory: bool = False) -> None:
+        self.broken_factory = broken_factory
+        self.recorder = Calls()
+        self.made: list[tuple[str, str]] = []
+        self.events: list[object] = []
+
+    def request_recorder(self, model: str, version: str) -> Calls:
+        self.made.append((model, version))
+        if self.broken_factory:
+            raise RuntimeError("no recorder")
+        return self.recorder
+
+    def on_request_start(self, event: RequestStarted, /) -> None:
+        self.events.append(event)
+
+    def on_request_end(self, event: RequestFinished, /) -> None:
+        self.events.append(event)
+
+
+class BrokenStart(Calls):
+    def start(self) -> None:
+        raise RuntimeError("recorder start")
+
+
+class BrokenEnd(Calls):
+    def end(self, code: str, latency_s: float, /) -> None:
+        raise RuntimeError("recorder end")
+
+
+class Offers:
+    """A monitor whose only hook is request_recorder, returning a given recorder."""
+
+    def __init__(self, recorder: Calls) -> None:
+        self.recorder = recorder
+
+    def request_recorder(self, model: str, version: str) -> Calls:
+        return self.recorder
+
+
+# (error passed to end, the code recorders get, the outcome events get)
+OUTCOMES: list[tuple[BaseException | None, str, str]] = [
+    (None, "ok", "ok"),
+    (DecodeError("bad body"), "decode_error", "error"),
+    (OverloadedError(), "overloaded", "error"),
+    (ValueError("a bug"), "internal", "error"),
+]
+
+
+class TestObserveRequests:
+    def test_none_when_no_monitor_observes_requests(self) -> None:
+        assert CompositeMonitor([]).observe_requests("iris", "1") is None
+        assert CompositeMonitor([OnlyBatches()]).observe_requests("iris", "1") is None
+        # one request hook is enough
+        with_end = CompositeMonitor([OnlyBatches(), ErrorRecorder()])
+        assert with_end.observe_requests("iris", "1") is not None
+
+    def test_a_monitor_with_only_a_recorder_is_a_monitor(self) -> None:
+        recorder = Calls()
+        observer = CompositeMonitor([Offers(recorder)]).observe_requests("iris", "1")
+        assert observer is not None
+        observer.start("r")
+        observer.end("r", 0.5, None)
+        assert recorder.calls == [("start",), ("end", "ok", 0.5)]
+
+    def test_the_factory_is_asked_once_per_call_with_the_model_version(self) -> None:
+        monitor = WithRecorder()
+        composite = CompositeMonitor([monitor])
+        observer = composite.observe_requests("iris", "7")
+        assert observer is not None
+        assert (observer.model, observer.version) == ("iris", "7")
+        for i in range(3):
+            observer.start(f"r{i}")
+            observer.end(f"r{i}", 0.001, None)
+        assert monitor.made == [("iris", "7")]
+        composite.observe_requests("mlp", "2")
+        assert monitor.made == [("iris", "7"), ("mlp", "2")]
+
+    @pytest.mark.parametrize(("error", "code", "outcome"), OUTCOMES)
+    def test_a_recorder_gets_start_and_end_and_no_event(
+        self, error: BaseException | None, code: str, outcome: str
+    ) -> None:
+        monitor = WithRecorder()
+        observer = CompositeMonitor([monitor]).observe_requests("iris", "1")
+        assert observer is not None
+        observer.start("r1")
+        observer.end("r1", 0.25, error)
+        assert monitor.recorder.calls == [("start",), ("end", code, 0.25)]
+        assert monitor.events == []
+
+    @pytest.mark.parametrize(("error", "code", "outcome"), OUTCOMES)
+    def test_other_monitors_get_the_events(
+        self, error: BaseException | None, code: str, outcome: str
+    ) -> None:
+        with_recorder, recording = WithRecorder(), Recording()
+        observer = CompositeMonitor([with_recorder, recording]).observe_requests("iris", "2")
+        assert observer is not None
+        observer.start("r1")
+        observer.end("r1", 0.25, error)
+        assert recording.seen == [
+            ("on_request_start", RequestStarted("iris", "2", "r1")),
+            ("on_request_end", RequestFinished("iris", "2", "r1", outcome, code, 0.25, error)),
+        ]
+        assert recording.seen[1][1].error is error  # type: ignore[attr-defined]
+        assert with_recorder.recorder.calls == [("start",), ("end", code, 0.25)]
+        assert with_recorder.events == []
+
+    def test_no_event_is_built_when_only_recorders_listen(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def no_event(*args: object) -> None:
+            raise AssertionError("an event was built")
+
+        from modeldeploy.monitors import composite as composite_module
+
+        monkeypatch.setattr(composite_module, "RequestStarted", no_event)
+        monkeypatch.setattr(composite_module, "RequestFinished", no_event)
+        first, second = WithRecorder(), WithRecorder()
+        composite = CompositeMonitor([first, second])
+        observer = composite.observe_requests("iris", "1")
+        assert observer is not None
+        observer.start("r")
+        observer.end("r", 0.1, DecodeError())
+        assert composite.errors == {}
+        assert (
+            first.recorder.calls
+            == second.recorder.calls
+            == [
+                ("start",),
+                ("end", "decode_error", 0.1),
+            ]
+        )
+
+    def test_base_exceptions_from_a_recorder_propagate(self) -> None:
+        class Interrupted(Calls):
+            def start(self) -> None:
+                raise KeyboardInterrupt
+
+        observer = CompositeMonitor([Offers(Interrupted())]).observe_requests("iris", "1")
+        assert observer is not None
+        with pytest.raises(KeyboardInterrupt):
+            observer.start("r")
+
+
+class TestRecorderIsolation:
+    @pytest.mark.parametrize(
+        ("broken", "hook"),
+        [(BrokenStart, "request_recorder.start"), (BrokenEnd, "request_recorder.end")],
+    )
+    def test_a_raising_recorder_never_stops_the_others(
+        self, broken: type[Calls], hook: str
+    ) -> None:
+        before, after = Calls(), Calls()
+        recording, errors = Recording(), ErrorRecorder()
+        composite = CompositeMonitor(
+            [Offers(before), Offers(broken()), Offers(after), recording, errors],
+            logger=structlog.get_logger(),
+        )
+        observer = composite.observe_requests("iris", "1")
+        assert observer is not None
+        with capture_logs() as logs:
+            observer.start("r")
+            observer.end("r", 0.01, None)
+        assert before.calls == after.calls == [("start",), ("end", "ok", 0.01)]
+        assert [h for h, _ in recording.seen] == ["on_request_start", "on_request_end"]
+        # ErrorRecorder's on_request_end still got its event
+        assert composite.errors == {"Offers": 1}
+        (failure,) = errors.failures
+        assert (failure.monitor, failure.hook) == ("Offers", hook)
+        assert isinstance(failure.error, RuntimeError)
+        (line,) = logs
+        assert (line["event"], line["monitor"], line["hook"]) == ("monitor_failed", "Offers", hook)
+
+    def test_every_failing_call_is_counted(self) -> None:
+        errors = ErrorRecorder()
+        composite = CompositeMonitor([Offers(BrokenEnd()), errors])
+        observer = composite.observe_requests("iris", "1")
+        assert observer is not None
+        with capture_logs():
+            for i in range(5):
+                observer.start(f"r{i}")
+                observer.end(f"r{i}", 0.01, None)
+        assert composite.errors == {"Offers": 5}
+        assert [f.hook for f in errors.failures] == ["request_recorder.end"] * 5
+
+    def test_a_raising_factory_falls_back_to_the_event_hooks(self) -> None:
+        broken, errors = WithRecorder(broken_factory=True), ErrorRecorder()
+        composite = CompositeMonitor([broken, errors], logger=structlog.get_logger())
+        with capture_logs() as logs:
+            observer = composite.observe_requests("iris", "1")
+        assert observer is not None
+        assert composite.errors == {"WithRecorder": 1}
+        (failure,) = errors.failures
+        assert (failure.monitor, failure.hook, str(failure.error)) == (
+            "WithRecorder",
+            "request_recorder",
+            "no recorder",
+        )
+        assert [line["hook"] for line in logs] == ["request_recorder"]
+
+        overloaded = OverloadedError()
+        observer.start("r")
+        observer.end("r", 0.3, overloaded)
+        assert broken.events == [
+            RequestStarted("iris", "1", "r"),
+            RequestFinished("iris", "1", "r", "error", "overloaded", 0.3, overloaded),
+        ]
+        assert broken.recorder.calls == []
+        assert composite.errors == {"WithRecorder": 1}
+
+    def test_a_raising_factory_without_event_hooks_observes_nothing(self) -> None:
+        class OnlyFactory:
+            def request_recorder(self, model: str, version: str) -> Calls:
+                raise RuntimeError("no recorder")
+
+        composite = CompositeMonitor([OnlyFactory()])
+        with capture_logs():
+            assert composite.observe_requests("iris", "1") is None
+        assert composite.errors == {"OnlyFactory": 1}
+
+    def test_a_raising_factory_is_counted_in_prometheus(self) -> None:
+        registry = CollectorRegistry()
+        composite = CompositeMonitor(
+            [WithRecorder(broken_factory=True), PrometheusMonitor(registry)]
+        )
+        with capture_logs():
+            observer = composite.observe_requests("iris", "1")
+        assert observer is not None
+        observer.start("r")
+        observer.end("r", 0.01, None)
+        text = generate_latest(registry).decode()
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        errors = ("modeldeploy_monitor_errors_total", (("monitor", "WithRecorder"),))
+        assert samples[errors] == 1
+        ok = (
+            "modeldeploy_requests_total",
+            (("code", "ok"), ("model", "iris"), ("version", "1")),
+        )
+        assert samples[ok] == 1
+
+    def test_an_object_with_a_recorder_beside_one_without_of_the_same_class(self) -> None:
+        with_recorder, without = Recording(), Recording()
+        recorder = Calls()
+        # an instance attribute: only this object offers a recorder
+        with_recorder.request_recorder = lambda model, version: recorder  # type: ignore[attr-defined]
+        composite = CompositeMonitor([with_recorder, without])
+        observer = composite.observe_requests("iris", "1")
+        assert observer is not None
+        observer.start("r")
+        observer.end("r", 0.01, None)
+        assert recorder.calls == [("start",), ("end", "ok", 0.01)]
+        assert with_recorder.seen == []
+        assert [h for h, _ in without.seen] == ["on_request_start", "on_request_end"]
+
+    def test_each_object_of_one_class_falls_back_on_its_own(self) -> None:
+        broken, working = WithRecorder(broken_factory=True), WithRecorder()
+        composite = CompositeMonitor([broken, working])
+        with capture_logs():
+            observer = composite.observe_requests("iris", "1")
+        assert observer is not None
+        observer.start("r")
+        observer.end("r", 0.01, None)
+        assert [type(e).__name__ for e in broken.events] == ["RequestStarted", "RequestFinished"]
+        assert broken.recorder.calls == []
+        assert working.events == []
+        assert working.recorder.calls == [("start",), ("end", "ok", 0.01)]
+        assert composite.errors == {"WithRecorder": 1}
+
+    @given(st.lists(st.tuples(st.sampled_from(OUTCOMES), st.booleans()), max_size=30))
+    def test_random_failures_leave_recorders_and_events_in_step(
+        self, steps: list[tuple[tuple[BaseException | None, str, str], bool]]
+    ) -> None:
+        class Flaky(Calls):
+            fail = False
+
+            def end(self, code: str, latency_s: float, /) -> None:
+                if self.fail:
+                    raise ValueError("flaky")
+                super().end(code, latency_s)
+
+        flaky, steady, recording, errors = Flaky(), Calls(), Recording(), ErrorRecorder()
+        composite = CompositeMonitor([Offers(flaky), Offers(steady), recording, errors])
+        observer = composite.observe_requests("iris", "1")
+        assert observer is not None
+        with capture_logs():
+            for i, ((error, _, _), fail) in enumerate(steps):
+                flaky.fail = fail
+                observer.start(str(i))
+                observer.end(str(i), float(i), error)
+        expected = [code for (_, code, _), _ in steps]
+        assert [c[1] for c in steady.calls if c[0] == "end"] == expected
+        assert [e.code for h, e in recording.seen if h == "on_request_end"] == expected  # type: ignore[attr-defined]
+        assert [c[1] for c in flaky.calls if c[0] == "end"] == [
+            code for (_, code, _), fail in steps if not fail
+        ]
+        failures = sum(fail for _, fail in steps)
+        assert composite.errors.get("Offers", 0) == failures
+        assert [f.hook for f in errors.failures] == ["request_recorder.end"] * failures
