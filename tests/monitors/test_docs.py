@@ -18,4 +18,4 @@ def _reset_structlog() -> Iterator[None]:
 
 class TestDocs(docs.PageExamples):
     page = "monitors.md"
-    minimum = 4
+    minimum = 6
