@@ -210,6 +210,7 @@ class Replicas:
     def __init__(self, instances: Sequence[Predictor], exclusive: bool) -> None:
         self.instances = tuple(instances)
         self.exclusive = exclusive
+        self.shared = self.instances[0]  # the one every worker uses when not exclusive
         self._free: queue.Queue[Predictor] = queue.Queue()
         for instance in self.instances:
             self._free.put(instance)
@@ -352,22 +353,38 @@ def execute_one(model: Deployment, item: Any, deadline: float | None) -> tuple[b
     No batch is observed: inline calls have no queue, and a batch of one
     says nothing the request metrics do not.
     """
-    if deadline is not None and _monotonic() > deadline:
-        return False, DeadlineExceededError("deadline passed before the model was free")
-    replicas = model.replicas
     try:
-        instance = replicas.acquire(deadline)
+        return True, call_one(model, item, deadline)
     except ModelDeployError as exc:
         return False, exc
+
+
+def call_one(model: Deployment, item: Any, deadline: float | None) -> Any:
+    """
+    Predict one item on the caller's thread; raise the typed error a caller gets.
+
+    Raises:
+        DeadlineExceededError: *deadline* passed before the model was free.
+        PredictionError: The model raised (chained) or answered with the
+            wrong number of results.
+    """
+    if deadline is not None and _monotonic() > deadline:
+        raise DeadlineExceededError("deadline passed before the model was free")
+    replicas = model.replicas
+    exclusive = replicas.exclusive
+    instance = replicas.acquire(deadline) if exclusive else replicas.shared
     try:
         outputs = instance.predict([item])
         if len(outputs) != 1:
             raise _WrongLengthError(len(outputs), 1)
-        return True, outputs[0]
+        return outputs[0]
+    except ModelDeployError:
+        raise
     except Exception as exc:
-        return False, _as_error(model, exc)
+        raise _as_error(model, exc) from exc
     finally:
-        replicas.release(instance)
+        if exclusive:
+            replicas.release(instance)
 
 
 class _WrongLengthError(Exception):

@@ -114,8 +114,8 @@ class RequestRecorder(Protocol):
     .. versionadded:: 0.1.0
     """
 
-    def start(self) -> None:
-        """A request entered the service."""
+    def start(self) -> object:
+        """A request entered the service; what it returns is ignored."""
 
     def end(self, code: str, latency_s: float, /) -> None:
         """A request left: ``"ok"`` or the error's stable code, and its latency."""

@@ -32,6 +32,7 @@ from ._workers import (
     Replicas,
     Waiter,
     WorkerPool,
+    call_one,
     execute_one,
 )
 from .errors import (
@@ -62,6 +63,8 @@ sensible deadline, and its free places are kept as tokens.
 
 .. versionadded:: 0.1.0
 """
+
+_CODECS_CACHED = 256  # distinct (Content-Type, Accept) pairs remembered
 
 _monotonic = time.monotonic
 _perf_counter = time.perf_counter
@@ -208,7 +211,9 @@ class Service:
         self._deployment: Deployment | None = None
         self._pool: WorkerPool | None = None
         self._ids = itertools.count(1)
-        self._id_prefix = os.urandom(4).hex()
+        self._id_prefix = os.urandom(4).hex() + "-"
+        # (Content-Type, Accept) -> (decoder, encoder), as negotiated
+        self._codecs: dict[tuple[str, str], tuple[Serializer, Serializer]] = {}
 
     # -- life cycle -------------------------------------------------------------
 
@@ -516,15 +521,21 @@ class Service:
     def _prepare(self, request: Request) -> tuple[Deployment, Serializer, Any, float | None]:
         """Check, decode and validate a request: everything before the queue."""
         body = request.body
-        size = body.nbytes if isinstance(body, memoryview) else len(body)
+        size = body.nbytes if type(body) is memoryview else len(body)
         if size > self.max_body_size:
             raise PayloadTooLargeError(
                 f"body of {size} bytes is over the limit of {self.max_body_size}"
             )
-        deployment = self._active()
-        decoder = self.negotiator.decoder(request.content_type)
-        encoder = self.negotiator.encoder(request.accept, decoder)  # 406 before any work
-        x = self._validated(deployment, decoder.loads(body))
+        deployment = self._deployment
+        if deployment is None or self._state is not State.READY:
+            raise NotReadyError(f"model {self.name!r} is {self._state.value}")
+        codecs = self._codecs.get((request.content_type, request.accept))
+        if codecs is None:
+            codecs = self._negotiate(request.content_type, request.accept)
+        decoder, encoder = codecs
+        x = decoder.loads(body)
+        if deployment.validate is not None:
+            x = deployment.validate(x)
         deadline = request.deadline
         if self.timeout is not None:  # a client's deadline may come sooner, never later
             latest = _monotonic() + self.timeout
@@ -532,26 +543,36 @@ class Service:
                 deadline = latest
         return deployment, encoder, x, deadline
 
+    def _negotiate(self, content_type: str, accept: str) -> tuple[Serializer, Serializer]:
+        """The decoder and encoder for a pair of headers; raise 415 or 406 before any work."""
+        decoder = self.negotiator.decoder(content_type)
+        codecs = decoder, self.negotiator.encoder(accept, decoder)
+        if len(self._codecs) < _CODECS_CACHED:  # headers are client data: bound the cache
+            self._codecs[content_type, accept] = codecs
+        return codecs
+
     def _handle(self, request: Request, request_id: str) -> Response:
         deployment, encoder, x, deadline = self._prepare(request)
-        self._admission.acquire()
+        admission = self._admission
+        admission.acquire()
         if self._pool is None:
             try:
-                ok, value = execute_one(deployment, x, deadline)
+                value = call_one(deployment, x, deadline)
             finally:
-                self._admission.release()
-            if not ok:
-                raise value
+                admission.release()
         else:
             waiter = Waiter()
             self._pool.put(Job(deployment, x, deadline, waiter))
             value = _wait(waiter, deadline)
-        return _ok_response(encoder, value, request_id)
+        body = encoder.dumps(value)
+        return Response(
+            200, {"content-type": encoder.media_type, "x-request-id": request_id}, body
+        )
 
     # -- monitors ---------------------------------------------------------------
 
     def _new_id(self) -> str:
-        return f"{self._id_prefix}-{next(self._ids)}"
+        return self._id_prefix + str(next(self._ids))
 
     def _observe_job(self, job: Job, ok: bool, value: Any) -> None:
         """End the observation of a job :meth:`_admit` started (a tagged job)."""

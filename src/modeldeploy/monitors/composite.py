@@ -156,6 +156,9 @@ class CompositeMonitor:
                     found.append((label, method))
         if not (recorders or starts or ends):
             return None
+        if len(recorders) == 1 and not (starts or ends):
+            label, recorder = recorders[0]
+            return _OneRecorder(self, model, version, label, recorder)
         return RequestObserver(self, model, version, tuple(recorders), tuple(starts), tuple(ends))
 
     def on_request_start(self, event: RequestStarted, /) -> None:
@@ -326,3 +329,38 @@ class RequestObserver:
                     hook(event)
                 except Exception as exc:  # noqa: PERF203
                     self._composite._failed(label, "on_request_end", exc)
+
+
+class _OneRecorder(RequestObserver):
+    """The common case, one recorder and no event: no loop, no event."""
+
+    __slots__ = ("_end", "_label", "_start")
+
+    def __init__(
+        self,
+        composite: CompositeMonitor,
+        model: str,
+        version: str,
+        label: str,
+        recorder: RequestRecorder,
+    ) -> None:
+        super().__init__(composite, model, version, ((label, recorder),), (), ())
+        self._label = label
+        self._start = recorder.start
+        self._end = recorder.end
+
+    def start(self, request_id: str) -> None:
+        try:
+            self._start()
+        except Exception as exc:
+            self._composite._failed(self._label, "request_recorder.start", exc)
+
+    def end(self, request_id: str, latency_s: float, error: BaseException | None) -> None:
+        if error is None:
+            code = "ok"
+        else:
+            code = error.code if isinstance(error, ModelDeployError) else "internal"
+        try:
+            self._end(code, latency_s)
+        except Exception as exc:
+            self._composite._failed(self._label, "request_recorder.end", exc)

@@ -8,6 +8,7 @@ own monitor on the default registry.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import weakref
@@ -119,8 +120,8 @@ class _Series:
     """
 
     __slots__ = (
-        "_bounds", "_lock", "buckets", "code_created", "codes", "created", "finished",
-        "started", "total",
+        "_bounds", "_lock", "_reads", "_starts", "buckets", "code_created", "codes", "created",
+        "start", "total",
     )  # fmt: skip
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
@@ -130,18 +131,16 @@ class _Series:
         self.code_created: dict[str, float] = {}
         self.buckets = [0] * (len(bounds) + 1)  # the last one is +Inf
         self.total = 0.0
-        self.started = 0
-        self.finished = 0
         self.created = time.time()
-
-    def start(self) -> None:
-        with self._lock:
-            self.started += 1
+        # starts are counted without the lock: next() on a count is one atomic C
+        # call; a scrape reads it with next() too and subtracts its own reads
+        self._starts = itertools.count()
+        self._reads = 0
+        self.start: Callable[[], object] = self._starts.__next__
 
     def end(self, code: str, latency_s: float, /) -> None:
         index = bisect_left(self._bounds, latency_s)  # le is inclusive, as bisect_left
         with self._lock:
-            self.finished += 1
             self.buckets[index] += 1
             self.total += latency_s
             codes = self.codes
@@ -152,10 +151,14 @@ class _Series:
                 self.code_created[code] = time.time()
 
     def snapshot(self) -> tuple[dict[str, int], dict[str, float], list[int], float, int]:
+        """Counts by code, their creation times, bucket counts, sum, and requests in flight."""
         with self._lock:
+            started = next(self._starts) - self._reads
+            self._reads += 1
+            codes = dict(self.codes)
             return (
-                dict(self.codes), dict(self.code_created), list(self.buckets), self.total,
-                self.started - self.finished,
+                codes, dict(self.code_created), list(self.buckets), self.total,
+                started - sum(codes.values()),
             )  # fmt: skip
 
 

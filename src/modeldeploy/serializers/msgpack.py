@@ -183,6 +183,8 @@ class _Encoder:
         )
 
 
+_NO_BUFFERS: tuple[list[tuple[int, memoryview]], int] = ([], 0)  # read, never written
+
 # one Packer per thread: packb builds a Packer, and its buffer, on every call
 _packing = threading.local()
 
@@ -251,7 +253,7 @@ class MsgPack:
         except (TypeError, ValueError, OverflowError, MemoryError) as exc:
             raise EncodeError("value cannot be encoded as msgpack") from exc
         finally:
-            buffers, end = encoder.take()
+            buffers, end = encoder.take() if encoder.buffers else _NO_BUFFERS
         if not buffers:
             return document
         head_end = _FRAME_HEAD.size + len(document)
@@ -282,22 +284,32 @@ class MsgPack:
 
         .. versionadded:: 0.1.0
         """
-        check_size(data, self.max_size, self.name)
-        if type(data) is bytes and not _is_frame(data):
-            value = _decoded(data, None)  # the common case: no view to make
+        if type(data) is bytes and (len(data) < _FRAME_HEAD.size or data[0] != 0xC9):
+            # the common case, a body without arrays: no view, no call to spare
+            size = len(data)
+            if size > self.max_size:
+                check_size(data, self.max_size, self.name)
+            value = _decoded(data, None)
+            if size <= self.max_depth or (
+                # every level of nesting starts with a container header byte (fixmap,
+                # fixarray, array16/32, map16/32), so a body with no more such bytes
+                # than max_depth cannot be too deep: counting them at C speed spares
+                # most bodies the walk (only small bodies: in a large one, payload
+                # bytes alone pass the bound)
+                size <= _COUNT_UP_TO
+                and len(data.translate(None, _NOT_CONTAINER_HEADERS)) <= self.max_depth
+            ):
+                return value
         else:
+            check_size(data, self.max_size, self.name)
             view = byte_view(data, self.name)
             value = self._load_frame(view) if _is_frame(view) else _decoded(view, None)
-        # every level of nesting starts with a container header byte (fixmap, fixarray,
-        # array16/32, map16/32), so a body with no more such bytes than max_depth cannot
-        # be too deep: counting them at C speed spares most bodies the walk
-        # (only for small bodies: in a large one, payload bytes alone pass the bound)
-        size = data.nbytes if type(data) is memoryview else len(data)
-        if (
-            size > self.max_depth
-            and (size > _COUNT_UP_TO or _container_headers(data) > self.max_depth)
-            and _too_deep(value, self.max_depth)
-        ):
+            size = len(view)
+            if size <= self.max_depth or (
+                size <= _COUNT_UP_TO and _container_headers(data) <= self.max_depth
+            ):
+                return value
+        if _too_deep(value, self.max_depth):
             raise DecodeError(f"msgpack body nests deeper than {self.max_depth}")
         return value
 
