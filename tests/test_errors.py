@@ -25,7 +25,7 @@ REQUIRED = [
     "DecodeError", "EncodeError", "UnsupportedMediaTypeError", "NotAcceptableError",
     "PayloadTooLargeError", "ValidationError", "ModelNotFoundError", "VersionNotFoundError",
     "ModelLoadError", "PredictionError", "OverloadedError", "DeadlineExceededError",
-    "NotReadyError", "IntegrityError", "UntrustedPayloadError",
+    "NotReadyError", "IntegrityError", "UntrustedPayloadError", "RequestCancelledError",
 ]  # fmt: skip
 
 

@@ -575,11 +575,6 @@ class TestRequestRecorder:
         }
         assert prometheus.events == []
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="bug (predates the recorder): a queued job whose future its caller "
-        "cancelled is released without on_done, so its request never ends",
-    )
     def test_a_cancelled_submit_leaves_nothing_in_flight(self):
         registry = CollectorRegistry()
         model = GatedPredictor()
@@ -598,14 +593,10 @@ class TestRequestRecorder:
             model.open()
             held.result(timeout=5)
         assert len(recording.finished) == len(recording.started) == 2
+        assert sorted(e.code for e in recording.finished) == ["cancelled", "ok"]
         labels = (("model", "m"), ("version", "3"))
         assert _request_samples(registry)["modeldeploy_inflight_requests", labels] == 0
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="bug (predates the recorder): ahandle ends a request only on Exception; "
-        "a cancelled task (CancelledError) never ends it",
-    )
     def test_a_cancelled_ahandle_leaves_nothing_in_flight(self):
         registry = CollectorRegistry()
         model = GatedPredictor()
@@ -628,5 +619,26 @@ class TestRequestRecorder:
             asyncio.run(cancel_while_computing(service))
             model.open()
         assert len(recording.finished) == len(recording.started) == 1
+        assert [e.code for e in recording.finished] == ["cancelled"]
         labels = (("model", "m"), ("version", "3"))
         assert _request_samples(registry)["modeldeploy_inflight_requests", labels] == 0
+
+    @pytest.mark.parametrize("workers", [0, 1], ids=lambda w: f"workers={w}")
+    def test_predict_and_submit_count_refusals_as_handle_does(self, workers):
+        registry = CollectorRegistry()
+        signature = md.Signature(inputs=[md.TensorSpec("x", "float32", (2,))])
+        service = md.Service(
+            EchoPredictor(signature=signature),
+            name="m",
+            version="3",
+            monitors=[self.prometheus(registry)],
+            workers=workers,
+        ).start()
+        with pytest.raises(md.ValidationError):
+            service.predict([1.0, 2.0, 3.0])
+        with pytest.raises(md.ValidationError):
+            service.submit([1.0])
+        service.close()
+        with pytest.raises(md.NotReadyError):
+            service.predict([1.0, 2.0])
+        assert _codes(_request_samples(registry)) == {"validation_error": 2, "not_ready": 1}

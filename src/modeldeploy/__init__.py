@@ -24,6 +24,7 @@ from .errors import (
     OverloadedError,
     PayloadTooLargeError,
     PredictionError,
+    RequestCancelledError,
     RequestError,
     ServiceError,
     UnsupportedMediaTypeError,
@@ -31,7 +32,7 @@ from .errors import (
     ValidationError,
     VersionNotFoundError,
 )
-from .interfaces import Monitor, Predictor, Serializer
+from .interfaces import Monitor, Predictor, RequestRecorder, Serializer
 from .messages import Request, Response, Signature, TensorSpec
 from .monitors import CompositeMonitor, LogMonitor, MonitorFailed, PrometheusMonitor
 from .negotiation import Negotiator
@@ -73,7 +74,9 @@ __all__ = [
     "PrometheusMonitor",
     "Protobuf",
     "Request",
+    "RequestCancelledError",
     "RequestError",
+    "RequestRecorder",
     "Response",
     "Serializer",
     "Service",

@@ -25,6 +25,7 @@ from .errors import (
     NotReadyError,
     OverloadedError,
     PredictionError,
+    RequestCancelledError,
 )
 from .interfaces import Predictor
 from .serializers._base import numpy_or_none
@@ -516,7 +517,7 @@ class WorkerPool:
             for job in jobs:
                 future = job.future
                 if future is not None and not future.set_running_or_notify_cancel():
-                    self._admission.release()  # cancelled by its caller before it ran
+                    self._cancelled(job)
                 else:
                     runnable.append(job)
             if runnable:
@@ -575,6 +576,14 @@ class WorkerPool:
                 else:
                     future.set_exception(value)
 
+    def _cancelled(self, job: Job) -> None:
+        """Release a job its caller cancelled before it ran; it ends, uncomputed."""
+        try:
+            if self._on_done is not None:
+                self._on_done(job, False, RequestCancelledError("cancelled before it ran"))
+        finally:
+            self._admission.release()
+
     def drain(self) -> None:
         """Stop waiting to fill batches: what is queued runs now, in partial batches."""
         self._draining = True
@@ -591,7 +600,7 @@ class WorkerPool:
             if job is self._STOP or job is self._WAKE:
                 continue
             if job.future is not None and not job.future.set_running_or_notify_cancel():
-                self._admission.release()
+                self._cancelled(job)
                 continue
             self._finish(job, False, NotReadyError("service closed before the request ran"))
         for _ in self._threads:

@@ -42,6 +42,7 @@ from .errors import (
     NotReadyError,
     PayloadTooLargeError,
     PredictionError,
+    RequestCancelledError,
 )
 from .events import BatchExecuted, ModelLoaded
 from .interfaces import Predictor, Serializer
@@ -423,16 +424,18 @@ class Service:
 
     def _admit(self, x: Any, deadline: float | None, future: Answer | None) -> Job:
         """Validate *x* and admit it as a job observed as one request."""
-        deployment = self._active()
-        x = self._validated(deployment, x)
         requests = self._requests
         if requests is None:
+            deployment = self._active()
+            x = self._validated(deployment, x)
             self._admission.acquire()
             return Job(deployment, x, deadline, future)
         request_id = self._new_id()
         started = _perf_counter()
         requests.start(request_id)
-        try:
+        try:  # a refused request is observed as handle observes it
+            deployment = self._active()
+            x = self._validated(deployment, x)
             self._admission.acquire()
         except ModelDeployError as exc:
             requests.end(request_id, _perf_counter() - started, exc)
@@ -494,6 +497,12 @@ class Service:
             self._pool.put(Job(deployment, x, deadline, waiter))
             value = await _await(waiter.future, deadline)
             response = _ok_response(encoder, value, request_id)
+        except asyncio.CancelledError:
+            # the caller gave up; the job, if queued, still runs and is released
+            if requests is not None:
+                error = RequestCancelledError("cancelled while waiting for the model")
+                requests.end(request_id, _perf_counter() - started, error)
+            raise
         except Exception as exc:
             return self._failed(requests, started, request_id, exc)
         if requests is not None:

@@ -519,6 +519,18 @@ class TestRecorderIsolation:
         assert broken.recorder.calls == []
         assert composite.errors == {"WithRecorder": 1}
 
+    @pytest.mark.parametrize("returned", [None, object(), "recorder"])
+    def test_a_factory_returning_no_recorder_is_a_failure_of_its_own(
+        self, returned: object
+    ) -> None:
+        errors = ErrorRecorder()
+        composite = CompositeMonitor([Offers(returned), errors])  # type: ignore[arg-type]
+        assert composite.observe_requests("iris", "1") is not None  # errors still listens
+        (failure,) = errors.failures
+        assert (failure.monitor, failure.hook) == ("Offers", "request_recorder")
+        assert isinstance(failure.error, TypeError)
+        assert "not a RequestRecorder" in str(failure.error)
+
     def test_a_raising_factory_without_event_hooks_observes_nothing(self) -> None:
         class OnlyFactory:
             def request_recorder(self, model: str, version: str) -> Calls:

@@ -8,7 +8,7 @@ the latter.
 
 from __future__ import annotations
 
-from .composite import CompositeMonitor, MonitorFailed
+from .composite import CompositeMonitor, MonitorFailed, RequestObserver
 from .logs import LogMonitor, configure_json_logging
 from .prometheus import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS, PrometheusMonitor
 
@@ -19,5 +19,6 @@ __all__ = [
     "LogMonitor",
     "MonitorFailed",
     "PrometheusMonitor",
+    "RequestObserver",
     "configure_json_logging",
 ]

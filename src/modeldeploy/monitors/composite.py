@@ -12,10 +12,10 @@ import structlog
 
 from modeldeploy.errors import ModelDeployError
 from modeldeploy.events import RequestFinished, RequestStarted
+from modeldeploy.interfaces import RequestRecorder
 
 if TYPE_CHECKING:
     from modeldeploy.events import BatchExecuted, ModelLoaded
-    from modeldeploy.interfaces import RequestRecorder
 
 __all__ = ["CompositeMonitor", "MonitorFailed", "RequestObserver"]
 
@@ -146,7 +146,13 @@ class CompositeMonitor:
             make = getattr(monitor, "request_recorder", None)
             if make is not None:
                 try:
-                    recorders.append((label, make(model, version)))
+                    recorder = make(model, version)
+                    if not isinstance(recorder, RequestRecorder):
+                        raise TypeError(
+                            f"{label}.request_recorder returned {type(recorder).__name__}, "
+                            "not a RequestRecorder"
+                        )
+                    recorders.append((label, recorder))
                     continue
                 except Exception as exc:
                     self._failed(label, "request_recorder", exc)

@@ -9,6 +9,7 @@ own monitor on the default registry.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 import weakref
@@ -139,7 +140,12 @@ class _Series:
         self.start: Callable[[], object] = self._starts.__next__
 
     def end(self, code: str, latency_s: float, /) -> None:
-        index = bisect_left(self._bounds, latency_s)  # le is inclusive, as bisect_left
+        bounds = self._bounds
+        index = bisect_left(bounds, latency_s)  # le is inclusive, as bisect_left
+        if index == 0 and not latency_s <= bounds[0]:  # NaN: in no bucket, as prometheus_client
+            with self._lock:
+                self.total += latency_s
+            return
         with self._lock:
             self.buckets[index] += 1
             self.total += latency_s
@@ -399,6 +405,22 @@ def _bounds(points: Iterable[float]) -> tuple[float, ...]:
     return tuple(float(v) for v in points)
 
 
+def _latency_bounds(points: Iterable[float]) -> tuple[float, ...]:
+    """Latency bucket bounds, checked: increasing, finite, >= 0 (``+Inf`` is implied)."""
+    bounds = _bounds(points)
+    if bounds and bounds[-1] == math.inf:
+        bounds = bounds[:-1]
+    valid = (
+        bool(bounds)
+        and bounds[0] >= 0
+        and bounds[-1] < math.inf
+        and all(a < b for a, b in itertools.pairwise(bounds))
+    )
+    if not valid:
+        raise ValueError(f"latency buckets must be increasing, finite seconds >= 0: {bounds}")
+    return bounds
+
+
 _BatchChildren = tuple[Callable[[float], None], Callable[[float], None], Callable[[float], None]]
 
 
@@ -427,8 +449,11 @@ class PrometheusMonitor:
     metric objects (a second one neither fails nor double-registers); with
     different buckets they cannot, and the second raises ``ValueError``.
 
-    Label children are bound on first use and cached per label tuple, so a
-    hook costs a dict lookup plus the metric updates themselves. Every
+    The request metrics are kept by one recorder per model version (see
+    :meth:`request_recorder`), one lock per request instead of
+    prometheus_client's lock per value; in prometheus_client's multiprocess
+    mode they are its own objects, whose values it shares between processes.
+    The batch metrics use label children bound once. Every
     ``on_request_start`` must be followed by one ``on_request_end`` with the
     same model and version, or ``inflight_requests`` drifts. Label values
     must be bounded: model and version names the service serves, never a name
@@ -438,13 +463,15 @@ class PrometheusMonitor:
         registry: Where the metrics live; ``prometheus_client.REGISTRY`` when
             ``None``.
         namespace: Prefix of every metric name.
-        buckets: Upper bounds, in seconds, of the three latency histograms.
+        buckets: Upper bounds, in seconds, of the three latency histograms:
+            increasing, finite and not negative (``+Inf`` is always added).
         batch_size_buckets: Upper bounds of ``batch_size``.
 
     Raises:
         ValueError: The registry already holds these metric names from
             something other than a PrometheusMonitor, or from one with other
-            buckets.
+            buckets; or the latency buckets are not increasing, finite
+            seconds >= 0.
 
     Attributes:
         registry: The registry the metrics are registered on, for a
@@ -462,7 +489,7 @@ class PrometheusMonitor:
     ) -> None:
         self.registry = REGISTRY if registry is None else registry
         self._m = _metrics_for(
-            self.registry, namespace, _bounds(buckets), _bounds(batch_size_buckets)
+            self.registry, namespace, _latency_bounds(buckets), _bounds(batch_size_buckets)
         )
         # bound once: labels() takes a lock and allocates; a racing double bind
         # stores the same child twice, which is harmless
