@@ -240,7 +240,7 @@ class Deployment:
     Deployment, so a hot swap is one assignment.
     """
 
-    __slots__ = ("name", "replicas", "signature", "validate", "version")
+    __slots__ = ("name", "per_item", "replicas", "signature", "validate", "version")
 
     def __init__(
         self,
@@ -254,6 +254,12 @@ class Deployment:
         self.replicas = replicas
         self.signature = replicas.instances[0].signature
         self.validate = validate
+        # a shared model that answers one item without a batch of one (a plain
+        # function): call_one calls it directly
+        per_item = getattr(replicas.shared, "_per_item", None)
+        self.per_item: Callable[[Any], Any] | None = (
+            per_item() if callable(per_item) and not replicas.exclusive else None
+        )
 
 
 BatchHook = Callable[[Deployment, int, float, float], None]
@@ -371,6 +377,14 @@ def call_one(model: Deployment, item: Any, deadline: float | None) -> Any:
     """
     if deadline is not None and _monotonic() > deadline:
         raise DeadlineExceededError("deadline passed before the model was free")
+    per_item = model.per_item
+    if per_item is not None:
+        try:
+            return per_item(item)
+        except ModelDeployError:
+            raise
+        except Exception as exc:
+            raise _as_error(model, exc) from exc
     replicas = model.replicas
     exclusive = replicas.exclusive
     instance = replicas.acquire(deadline) if exclusive else replicas.shared

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -53,6 +53,33 @@ class Response:
     status: int
     headers: Mapping[str, str]
     body: bytes = attrs.field(repr=False)
+
+
+def _response_maker() -> Callable[[int, Mapping[str, str], bytes], Response]:
+    """A Response constructor without attrs' frozen ``__init__``, for the hot path.
+
+    The frozen ``__init__`` sets each field through ``object.__setattr__``;
+    setting the slots through their descriptors builds the same value in two
+    thirds of the time (measured: 0.33 -> 0.22 us). It runs no validator or
+    converter, and Response has none.
+    """
+    new = object.__new__
+    fields = attrs.fields(Response)
+    assert not any(f.validator or f.converter for f in fields)
+    set_status, set_headers, set_body = (vars(Response)[f.name].__set__ for f in fields)
+
+    def make(status: int, headers: Mapping[str, str], body: bytes) -> Response:
+        response: Response = new(Response)
+        set_status(response, status)
+        set_headers(response, headers)
+        set_body(response, body)
+        return response
+
+    return make
+
+
+make_response = _response_maker()
+"""``make_response(status, headers, body)``: a :class:`Response`, built fast (internal)."""
 
 
 def _shape(value: Any) -> tuple[int, ...]:

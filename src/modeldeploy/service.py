@@ -46,7 +46,7 @@ from .errors import (
 )
 from .events import BatchExecuted, ModelLoaded
 from .interfaces import Predictor, Serializer
-from .messages import Request, Response, Signature
+from .messages import Request, Response, Signature, make_response
 from .monitors.composite import CompositeMonitor, RequestObserver
 from .negotiation import Negotiator
 from .predictors import predictor as make_predictor
@@ -88,7 +88,7 @@ class State(enum.Enum):
 
 def _ok_response(encoder: Serializer, value: Any, request_id: str) -> Response:
     headers = {"content-type": encoder.media_type, "x-request-id": request_id}
-    return Response(200, headers, encoder.dumps(value))
+    return make_response(200, headers, encoder.dumps(value))
 
 
 def _error_response(error: ModelDeployError, request_id: str) -> Response:
@@ -462,12 +462,25 @@ class Service:
         any other exception becomes a 500 with no detail (it is logged).
         """
         started = _perf_counter()
-        request_id = request.headers.get("x-request-id") or self._new_id()
+        request_id = request.headers.get("x-request-id") or self._id_prefix + str(next(self._ids))
         requests = self._requests
         if requests is not None:
             requests.start(request_id)
         try:
-            response = self._handle(request, request_id)
+            deployment, encoder, x, deadline = self._prepare(request)
+            admission = self._admission
+            admission.acquire()
+            if self._pool is None:
+                try:
+                    value = call_one(deployment, x, deadline)
+                finally:
+                    admission.release()
+            else:
+                waiter = Waiter()
+                self._pool.put(Job(deployment, x, deadline, waiter))
+                value = _wait(waiter, deadline)
+            headers = {"content-type": encoder.media_type, "x-request-id": request_id}
+            response = make_response(200, headers, encoder.dumps(value))
         except Exception as exc:
             return self._failed(requests, started, request_id, exc)
         if requests is not None:
@@ -559,24 +572,6 @@ class Service:
         if len(self._codecs) < _CODECS_CACHED:  # headers are client data: bound the cache
             self._codecs[content_type, accept] = codecs
         return codecs
-
-    def _handle(self, request: Request, request_id: str) -> Response:
-        deployment, encoder, x, deadline = self._prepare(request)
-        admission = self._admission
-        admission.acquire()
-        if self._pool is None:
-            try:
-                value = call_one(deployment, x, deadline)
-            finally:
-                admission.release()
-        else:
-            waiter = Waiter()
-            self._pool.put(Job(deployment, x, deadline, waiter))
-            value = _wait(waiter, deadline)
-        body = encoder.dumps(value)
-        return Response(
-            200, {"content-type": encoder.media_type, "x-request-id": request_id}, body
-        )
 
     # -- monitors ---------------------------------------------------------------
 

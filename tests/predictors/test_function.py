@@ -158,3 +158,51 @@ class TestAttributes:
         clone = copy.deepcopy(p)
         clone.predict([1, 2])
         assert model.calls == 0  # replicas do not share the model's state
+
+
+class TestPerItem:
+    """The inline hot path calls a plain function directly, and only a plain one."""
+
+    def test_a_plain_function_is_its_own_per_item_callable(self):
+        fn = Recorder()
+        assert predictor(fn)._per_item() is fn
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{"batched": True}, {"preprocess": double}, {"postprocess": double}],
+        ids=["batched", "preprocess", "postprocess"],
+    )
+    def test_batched_or_hooked_functions_go_through_predict(self, kwargs):
+        assert predictor(Recorder(), **kwargs)._per_item() is None
+
+    @pytest.mark.parametrize("workers", [0, 1])
+    def test_the_service_answers_the_same_either_way(self, workers):
+        import modeldeploy as md
+
+        plain = Recorder()
+        hooked = Recorder()
+        with (
+            md.Service(predictor(plain), workers=workers) as direct,
+            md.Service(predictor(hooked, postprocess=lambda y: y), workers=workers) as batched,
+        ):
+            for x in (1, 2.5, [3]):
+                assert direct.predict(x) == batched.predict(x) == double(x)
+            assert direct.handle(md.Request(b"7")).body == batched.handle(md.Request(b"7")).body
+        assert plain.calls == hooked.calls == [1, 2.5, [3], 7]
+
+    def test_errors_from_the_direct_call_are_typed_and_chained(self):
+        import modeldeploy as md
+
+        def model(x):
+            if x == "typed":
+                raise md.ValidationError("model says no")
+            raise KeyError(x)
+
+        with md.Service(predictor(model), workers=0) as service:
+            with pytest.raises(md.PredictionError) as info:
+                service.predict("boom")
+            assert isinstance(info.value.__cause__, KeyError)
+            with pytest.raises(md.ValidationError, match="model says no"):
+                service.predict("typed")
+            assert service.handle(md.Request(b'"typed"')).status == 422
+            assert service.handle(md.Request(b'"boom"')).status == 500

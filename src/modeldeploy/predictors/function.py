@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._base import PredictorBase, split_outputs
@@ -19,6 +19,17 @@ class _FunctionPredictor(PredictorBase):
     output per item (a sequence, an array split along its first axis, or a
     mapping of name to batch). ``load()`` has nothing to do.
     """
+
+    def _per_item(self) -> Callable[[Any], Any] | None:
+        """The callable that answers one item, when a batch of one adds nothing to it.
+
+        The service calls it directly for a single inline request, sparing the
+        batch of one: the plain function when it is not batched and has no hooks.
+        """
+        if self.batched or self._preprocess is not None or self._postprocess is not None:
+            return None
+        fn: Callable[[Any], Any] = self._model
+        return fn
 
     def predict(self, batch: Sequence[Any], /) -> Sequence[Any]:
         """
