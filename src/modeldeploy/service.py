@@ -86,6 +86,9 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+_READY = State.READY
+
+
 def _ok_response(encoder: Serializer, value: Any, request_id: str) -> Response:
     headers = {"content-type": encoder.media_type, "x-request-id": request_id}
     return make_response(200, headers, encoder.dumps(value))
@@ -549,7 +552,7 @@ class Service:
                 f"body of {size} bytes is over the limit of {self.max_body_size}"
             )
         deployment = self._deployment
-        if deployment is None or self._state is not State.READY:
+        if deployment is None or self._state is not _READY:
             raise NotReadyError(f"model {self.name!r} is {self._state.value}")
         codecs = self._codecs.get((request.content_type, request.accept))
         if codecs is None:

@@ -195,7 +195,7 @@ def _new_packer(state: threading.local) -> tuple[msgpack.Packer, _Encoder]:
     packer = msgpack.Packer(
         default=encoder.default, use_bin_type=True, strict_types=True, datetime=False
     )
-    state.packer, state.encoder = packer, encoder
+    state.pair = packer, encoder
     return packer, encoder
 
 
@@ -241,11 +241,10 @@ class MsgPack:
 
         .. versionadded:: 0.1.0
         """
-        state = _packing
         try:
-            packer, encoder = state.packer, state.encoder
+            packer, encoder = _packing.pair
         except AttributeError:
-            packer, encoder = _new_packer(state)
+            packer, encoder = _new_packer(_packing)
         try:
             document: bytes = packer.pack(obj)
         except ModelDeployError:
