@@ -28,14 +28,8 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # a short smoke run (CI, make test)
 
 
-def per_call(fn: Callable[[], object], *, budget: float = 0.2, repeats: int = 5) -> float:
-    """
-    Seconds per call of *fn*: the best of *repeats* runs of about *budget* seconds.
-
-    The minimum is the least disturbed estimate on a shared machine.
-    """
-    if QUICK:
-        budget, repeats = budget / 10, 2
+def _loops(fn: Callable[[], object], budget: float) -> int:
+    """How many calls of *fn* make one run of about a fifth of *budget*."""
     fn()  # warm caches and lazy imports
     number = 1
     while True:  # grow the loop until one run takes a measurable slice of the budget
@@ -46,20 +40,43 @@ def per_call(fn: Callable[[], object], *, budget: float = 0.2, repeats: int = 5)
         if elapsed > budget / 10 or number >= 1 << 24:
             break
         number *= 4
-    number = max(1, int(number * (budget / 5) / max(elapsed, 1e-9)))
-    best = float("inf")
+    return max(1, int(number * (budget / 5) / max(elapsed, 1e-9)))
+
+
+def _run(fn: Callable[[], object], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def per_calls(*fns: Callable[[], object], budget: float = 0.2, repeats: int = 5) -> list[float]:
+    """
+    Seconds per call of each of *fns*: the best of *repeats* runs of about *budget* seconds.
+
+    The runs of the functions alternate (a, b, a, b, ...), so a drift of the
+    machine (another process, the CPU's clock) falls on all of them alike,
+    and the minimum is the least disturbed estimate on a shared machine.
+    """
+    if QUICK:
+        budget, repeats = budget / 10, 2
+    numbers = [_loops(fn, budget) for fn in fns]
+    best = [float("inf")] * len(fns)
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            best = min(best, (time.perf_counter() - start) / number)
+            for i, (fn, number) in enumerate(zip(fns, numbers, strict=True)):
+                best[i] = min(best[i], _run(fn, number))
     finally:
         if gc_was_enabled:
             gc.enable()
     return best
+
+
+def per_call(fn: Callable[[], object], *, budget: float = 0.2, repeats: int = 5) -> float:
+    """Seconds per call of *fn*: :func:`per_calls` of one function."""
+    return per_calls(fn, budget=budget, repeats=repeats)[0]
 
 
 def percentiles(samples: list[float], *qs: float) -> list[float]:

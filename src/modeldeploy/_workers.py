@@ -520,6 +520,9 @@ class WorkerPool:
     def _work(self) -> None:
         get = self._queue.get
         batching = self._batching
+        if batching is None and self._on_batch is None:
+            self._work_one_at_a_time()
+            return
         while True:
             job = get()
             if job is self._STOP:
@@ -537,6 +540,30 @@ class WorkerPool:
             if runnable:
                 results = execute(runnable, self._on_batch, batching)
                 self._finish_all(runnable, results)
+
+    def _work_one_at_a_time(self) -> None:
+        """The worker loop without batching or batch observers: one job, one model call."""
+        get = self._queue.get
+        while True:
+            job = get()
+            if job is self._STOP:
+                return
+            if job is self._WAKE:
+                continue
+            future = job.future
+            if future is not None and not future.set_running_or_notify_cancel():
+                self._cancelled(job)
+                continue
+            deadline = job.deadline
+            if deadline is not None and _monotonic() > deadline:
+                self._finish(job, False, DeadlineExceededError("deadline passed while queued"))
+                continue
+            try:
+                value = call_one(job.model, job.item, deadline)
+            except ModelDeployError as exc:
+                self._finish(job, False, exc)
+            else:
+                self._finish(job, True, value)
 
     def _finish_all(self, jobs: list[Job], results: list[tuple[bool, Any]]) -> None:
         """Answer every job of a batch; asyncio callers get one delivery per loop."""
