@@ -288,7 +288,14 @@ class MsgPack:
             size = len(data)
             if size > self.max_size:
                 check_size(data, self.max_size, self.name)
-            value = _decoded(data, None)
+            try:
+                value = msgpack.unpackb(
+                    data, ext_hook=_document_ext_hook, strict_map_key=False, timestamp=0
+                )
+            except ModelDeployError:
+                raise
+            except _DECODE_ERRORS as exc:
+                raise DecodeError("msgpack body could not be decoded") from exc
             if size <= self.max_depth or (
                 # every level of nesting starts with a container header byte (fixmap,
                 # fixarray, array16/32, map16/32), so a body with no more such bytes
@@ -321,6 +328,10 @@ class MsgPack:
         if region > len(view):
             raise DecodeError("msgpack frame is truncated")
         return _decoded(view[_FRAME_HEAD.size : document_end], view[region:])
+
+
+# what msgpack raises for a malformed body (its own errors are ValueErrors)
+_DECODE_ERRORS = (ValueError, TypeError, OverflowError, MemoryError, struct.error)
 
 
 def _scalar(payload: bytes) -> Any:
@@ -356,7 +367,7 @@ def _decoded(document: bytes | memoryview, region: memoryview | None) -> Any:
         return msgpack.unpackb(document, ext_hook=ext_hook, strict_map_key=False, timestamp=0)
     except ModelDeployError:
         raise
-    except (ValueError, TypeError, OverflowError, MemoryError, struct.error) as exc:
+    except _DECODE_ERRORS as exc:
         raise DecodeError("msgpack body could not be decoded") from exc
 
 
