@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from modeldeploy import serializers
 from modeldeploy.errors import (
@@ -181,6 +182,29 @@ class TestArrays:
     def test_lists_by_default(self, engine: str, array: np.ndarray) -> None:
         serializer = JSON(backend=engine, allow_nan=True)  # type: ignore[arg-type]
         assert strategies.nan_equal(serializer.loads(serializer.dumps(array)), array.tolist())
+
+    @given(
+        array=strategies.arrays()
+        | hnp.arrays(
+            st.sampled_from(["float32", "float16", "float64", "int64", "uint64", "bool"]),
+            st.integers(256, 600),  # large enough for orjson's own array path
+        ),
+        allow_nan=st.booleans(),
+        transpose=st.booleans(),
+    )
+    def test_an_array_is_written_as_its_list(
+        self, engine: str, array: np.ndarray, allow_nan: bool, transpose: bool
+    ) -> None:
+        """The fast path for a top-level array writes the very bytes its tolist() gives."""
+        serializer = JSON(backend=engine, allow_nan=allow_nan)  # type: ignore[arg-type]
+        array = array.T if transpose else array  # not C-contiguous when 2-D or more
+        try:
+            expected = serializer.dumps(array.tolist())
+        except EncodeError:
+            with pytest.raises(EncodeError):
+                serializer.dumps(array)
+        else:
+            assert serializer.dumps(array) == expected
 
     @given(array=strategies.arrays())
     def test_typed_arrays_keep_dtype_and_shape(self, engine: str, array: np.ndarray) -> None:
