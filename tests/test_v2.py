@@ -466,7 +466,11 @@ class TestFuzz:
                 "datatype": st.sampled_from([*v2.DATATYPES, "BF16", 3]),
                 "shape": st.lists(st.integers(-2, 4), max_size=3) | st.text(max_size=2),
                 "data": st.recursive(
-                    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3),
+                    st.none()
+                    | st.booleans()
+                    | st.integers()
+                    | st.floats(allow_nan=False, allow_infinity=False)  # the header is strict JSON
+                    | st.text(max_size=3),
                     lambda inner: st.lists(inner, max_size=4),
                     max_leaves=12,
                 ),
