@@ -575,17 +575,21 @@ class TestRequestRecorder:
         }
         assert prometheus.events == []
 
-    def test_a_cancelled_submit_leaves_nothing_in_flight(self):
-        registry = CollectorRegistry()
-        model = GatedPredictor()
-        recording = RecordingMonitor()
-        with md.Service(
+    def watched(self, model, registry, recording):
+        """One worker, a PrometheusMonitor on *registry* and *recording* beside it."""
+        return md.Service(
             model,
             name="m",
             version="3",
             monitors=[self.prometheus(registry), recording],
             workers=1,
-        ) as service:
+        )
+
+    def test_a_cancelled_submit_leaves_nothing_in_flight(self):
+        registry = CollectorRegistry()
+        model = GatedPredictor()
+        recording = RecordingMonitor()
+        with self.watched(model, registry, recording) as service:
             held = service.submit(1)
             assert model.entered.wait(5)
             queued = service.submit(2)
@@ -609,13 +613,7 @@ class TestRequestRecorder:
             with pytest.raises(asyncio.CancelledError):
                 await task
 
-        with md.Service(
-            model,
-            name="m",
-            version="3",
-            monitors=[self.prometheus(registry), recording],
-            workers=1,
-        ) as service:
+        with self.watched(model, registry, recording) as service:
             asyncio.run(cancel_while_computing(service))
             model.open()
         assert len(recording.finished) == len(recording.started) == 1

@@ -518,41 +518,39 @@ class WorkerPool:
         self._queue.put(job)
 
     def _work(self) -> None:
-        get = self._queue.get
         batching = self._batching
         if batching is None and self._on_batch is None:
             self._work_one_at_a_time()
             return
-        while True:
-            job = get()
-            if job is self._STOP:
-                return
-            if job is self._WAKE:
-                continue
+        while (job := self._next_job()) is not None:
             jobs = [job] if batching is None else self._collect(job, batching)
-            runnable = []
-            for job in jobs:
-                future = job.future
-                if future is not None and not future.set_running_or_notify_cancel():
-                    self._cancelled(job)
-                else:
-                    runnable.append(job)
+            runnable = [job for job in jobs if self._runnable(job)]
             if runnable:
                 results = execute(runnable, self._on_batch, batching)
                 self._finish_all(runnable, results)
 
-    def _work_one_at_a_time(self) -> None:
-        """The worker loop without batching or batch observers: one job, one model call."""
+    def _next_job(self) -> Job | None:
+        """Wait for the next job; None when told to stop."""
         get = self._queue.get
         while True:
             job = get()
             if job is self._STOP:
-                return
-            if job is self._WAKE:
-                continue
-            future = job.future
-            if future is not None and not future.set_running_or_notify_cancel():
-                self._cancelled(job)
+                return None
+            if job is not self._WAKE:
+                return job  # type: ignore[no-any-return]
+
+    def _runnable(self, job: Job) -> bool:
+        """Whether *job* is to run: one its caller cancelled is released here, uncomputed."""
+        future = job.future
+        if future is not None and not future.set_running_or_notify_cancel():
+            self._cancelled(job)
+            return False
+        return True
+
+    def _work_one_at_a_time(self) -> None:
+        """The worker loop without batching or batch observers: one job, one model call."""
+        while (job := self._next_job()) is not None:
+            if not self._runnable(job):
                 continue
             deadline = job.deadline
             if deadline is not None and _monotonic() > deadline:
