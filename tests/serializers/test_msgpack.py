@@ -270,3 +270,39 @@ def test_container_header_count_bounds_the_depth(value):
 
     body = serializers.get("msgpack").dumps(value)
     assert backend._container_headers(body) >= _depth(value)
+
+
+class TestPackerReuse:
+    """dumps reuses one msgpack Packer (and its array list) per thread."""
+
+    @given(st.lists(st.tuples(st.booleans(), strategies.msgpack_values), max_size=8))
+    def test_a_failed_dumps_leaves_nothing_behind(self, calls) -> None:
+        codec = serializers.get("msgpack")
+        for fails, value in calls:
+            if fails:  # after part of the value (arrays too) was packed
+                with pytest.raises(EncodeError):
+                    codec.dumps([value, np.arange(3), {1}])
+            else:
+                assert strategies.bit_equal(codec.loads(codec.dumps(value)), value)
+
+    def test_threads_never_share_a_packer(self) -> None:
+        import threading
+
+        codec = serializers.get("msgpack")
+        start = threading.Barrier(4)
+        wrong: list[int] = []
+
+        def pack(seed: int) -> None:
+            value = {"seed": seed, "array": np.full(64, seed, dtype=np.int32), "list": [seed] * 9}
+            start.wait()
+            for _ in range(300):
+                got = codec.loads(codec.dumps(value))
+                if got["seed"] != seed or not (got["array"] == seed).all():
+                    wrong.append(seed)
+
+        threads = [threading.Thread(target=pack, args=(seed,)) for seed in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert wrong == []
