@@ -199,7 +199,8 @@ def main() -> None:
     write_section(
         "overhead",
         "## Service overhead (`benchmarks/overhead.py`)\n\n"
-        f"{machine()}; times in microseconds per call, best of 5 runs.\n\n"
+        f"{machine()}; times in microseconds per call: the best of 9 runs, alternating ours "
+        "and the limit (5 runs for the metric updates).\n\n"
         + table(["what", "ours (us)", "limit, same run (us)", "ratio", "target"], rows)
         + "\n\n"
         + WHERE_THE_TIME_GOES,
