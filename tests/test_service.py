@@ -640,3 +640,63 @@ class TestRequestRecorder:
         with pytest.raises(md.NotReadyError):
             service.predict([1.0, 2.0])
         assert _codes(_request_samples(registry)) == {"validation_error": 2, "not_ready": 1}
+
+    def test_a_validator_raising_anything_still_ends_the_request(self):
+        class Hostile:
+            def __array__(self, *args, **kwargs):
+                raise RuntimeError("cannot convert")
+
+        registry = CollectorRegistry()
+        signature = md.Signature(inputs=[md.TensorSpec("x", "float32", (2,))])
+        with md.Service(
+            EchoPredictor(signature=signature),
+            name="m",
+            version="3",
+            monitors=[self.prometheus(registry)],
+            workers=0,
+        ) as service:
+            for _ in range(3):
+                with pytest.raises(RuntimeError, match="cannot convert"):
+                    service.predict(Hostile())
+        samples = _request_samples(registry)
+        assert _codes(samples) == {"internal": 3}
+        assert samples["modeldeploy_inflight_requests", (("model", "m"), ("version", "3"))] == 0
+
+    def test_an_apredict_timing_out_in_the_queue_is_a_deadline_not_a_cancel(self):
+        model = GatedPredictor()
+        recording = RecordingMonitor()
+
+        async def time_out_while_queued(service):
+            with pytest.raises(md.DeadlineExceededError):
+                await service.apredict(2, timeout=0.05)
+
+        with self.watched(model, CollectorRegistry(), recording) as service:
+            held = service.submit(1)
+            assert model.entered.wait(5)
+            asyncio.run(time_out_while_queued(service))
+            model.open()
+            held.result(timeout=5)
+        assert sorted(e.code for e in recording.finished) == ["deadline_exceeded", "ok"]
+
+
+class TestPerItemLookup:
+    def test_a_proxy_predictor_is_called_through_predict(self):
+        """The direct per-item call is looked up on the class, not through __getattr__."""
+
+        class Proxy:  # forwards every unknown attribute, as wrappers and mocks do
+            signature = None
+
+            def __init__(self, inner):
+                self._inner = inner
+
+            def __getattr__(self, name):
+                return getattr(self._inner, name)
+
+            def load(self):
+                pass
+
+            def predict(self, batch):
+                return [x * 2 for x in batch]
+
+        with md.Service(Proxy(md.predictor(lambda x: "wrong")), workers=0) as service:
+            assert service.predict(1) == 2

@@ -109,3 +109,21 @@ def test_acquire_racing_close_is_either_refused_or_waited_for():
         # once close() returned, the racer holds no place: it was refused, or
         # close() waited for its release
         assert (drained, count_when_closed, attempts) == (True, 0, 1)
+
+
+def test_a_job_put_after_stop_fails_at_once_instead_of_waiting_forever():
+    """close(timeout) may stop the pool between a request's admission and its put."""
+    from modeldeploy._workers import Job, Waiter, WorkerPool
+
+    service = md.Service(lambda x: x, workers=1).start()
+    deployment = service._deployment
+    admission = Admission(4, retry_after=1.0)
+    pool = WorkerPool(1, admission, None, None, name="test")
+    admission.acquire()
+    pool.stop(timeout=5)
+    waiter = Waiter()
+    pool.put(Job(deployment, 1, None, waiter))
+    assert waiter.wait(timeout=5)
+    assert isinstance(waiter.value, md.NotReadyError)
+    assert admission.count == 0
+    service.close()

@@ -256,9 +256,10 @@ class Deployment:
         self.validate = validate
         # a shared model that answers one item without a batch of one (a plain
         # function): call_one calls it directly
-        per_item = getattr(replicas.shared, "_per_item", None)
+        # looked up on the class: a proxy's __getattr__ or a mock must not answer for it
+        per_item = getattr(type(replicas.shared), "_per_item", None)
         self.per_item: Callable[[Any], Any] | None = (
-            per_item() if callable(per_item) and not replicas.exclusive else None
+            per_item(replicas.shared) if callable(per_item) and not replicas.exclusive else None
         )
 
 
@@ -499,6 +500,10 @@ class WorkerPool:
         self._batching = batching
         self._draining = False
         self._queue: queue.Queue[Any] = queue.Queue()
+        # stop() drains the queue once: a put that comes later (a job admitted just
+        # before close() timed out) must not land in a queue nobody reads
+        self._stopped = False
+        self._put_lock = threading.Lock()
         self._admission = admission
         self._on_batch = on_batch
         self._on_done = on_done
@@ -514,8 +519,13 @@ class WorkerPool:
         return self._queue.qsize()
 
     def put(self, job: Job) -> None:
-        """Queue an admitted job."""
-        self._queue.put(job)
+        """Queue an admitted job; once stopped, fail it with NotReadyError instead."""
+        with self._put_lock:
+            if not self._stopped:
+                self._queue.put(job)
+                return
+        if self._runnable(job):
+            self._finish(job, False, NotReadyError("service closed before the request ran"))
 
     def _work(self) -> None:
         batching = self._batching
@@ -619,7 +629,13 @@ class WorkerPool:
         """Release a job its caller cancelled before it ran; it ends, uncomputed."""
         try:
             if self._on_done is not None:
-                self._on_done(job, False, RequestCancelledError("cancelled before it ran"))
+                # an asyncio caller that timed out cancelled its future: it got a deadline error
+                error: ModelDeployError = (
+                    DeadlineExceededError("deadline passed while queued")
+                    if job.deadline is not None and _monotonic() >= job.deadline
+                    else RequestCancelledError("cancelled before it ran")
+                )
+                self._on_done(job, False, error)
         finally:
             self._admission.release()
 
@@ -631,6 +647,8 @@ class WorkerPool:
 
     def stop(self, timeout: float | None) -> None:
         """Fail what is still queued with NotReadyError, stop and join the threads."""
+        with self._put_lock:
+            self._stopped = True
         while True:
             try:
                 job = self._queue.get_nowait()
@@ -638,10 +656,8 @@ class WorkerPool:
                 break
             if job is self._STOP or job is self._WAKE:
                 continue
-            if job.future is not None and not job.future.set_running_or_notify_cancel():
-                self._cancelled(job)
-                continue
-            self._finish(job, False, NotReadyError("service closed before the request ran"))
+            if self._runnable(job):
+                self._finish(job, False, NotReadyError("service closed before the request ran"))
         for _ in self._threads:
             self._queue.put(self._STOP)
         deadline = None if timeout is None else _monotonic() + timeout

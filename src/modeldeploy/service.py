@@ -440,7 +440,7 @@ class Service:
             deployment = self._active()
             x = self._validated(deployment, x)
             self._admission.acquire()
-        except ModelDeployError as exc:
+        except Exception as exc:  # a validator may raise anything for a strange input
             requests.end(request_id, _perf_counter() - started, exc)
             raise
         return Job(deployment, x, deadline, future, (request_id, started))

@@ -186,7 +186,10 @@ class TestArrays:
     @given(
         array=strategies.arrays()
         | hnp.arrays(
-            st.sampled_from(["float32", "float16", "float64", "int64", "uint64", "bool"]),
+            st.sampled_from(
+                ["float32", "float16", "float64", "int64", "uint64", "bool", ">f8", ">i4", ">u8"]
+                + (["longdouble"] if np.dtype("longdouble").itemsize > 8 else [])
+            ),
             st.integers(256, 600),  # large enough for orjson's own array path
         ),
         allow_nan=st.booleans(),

@@ -306,3 +306,31 @@ class TestPackerReuse:
         for thread in threads:
             thread.join(timeout=30)
         assert wrong == []
+
+    def test_a_dumps_inside_a_dumps_gets_a_packer_of_its_own(self) -> None:
+        codec = serializers.get("msgpack")
+        inner: list[bytes] = []
+
+        class Tag(str):
+            def __str__(self) -> str:  # user code that runs while the outer dumps packs
+                inner.append(codec.dumps({"inner": [1, 2, 3], "array": np.arange(2)}))
+                return str.__str__(self)
+
+        value = {"a": "x" * 10, "b": Tag("tag"), "c": [1, np.arange(3)]}
+        decoded = codec.loads(codec.dumps(value))
+        assert strategies.bit_equal(decoded, {"a": "x" * 10, "b": "tag", "c": [1, np.arange(3)]})
+        (body,) = inner
+        assert strategies.bit_equal(codec.loads(body), {"inner": [1, 2, 3], "array": np.arange(2)})
+
+    def test_a_thread_does_not_keep_the_buffer_of_a_large_body(self) -> None:
+        from modeldeploy.serializers import msgpack as backend
+
+        codec = serializers.get("msgpack")
+        codec.dumps([1.5] * 10)
+        kept = backend._packing.pair
+        codec.dumps([1.5] * 10)
+        assert backend._packing.pair is kept  # reused for small bodies
+        big = "x" * (backend._KEEP_PACKER_UP_TO + 1)
+        assert codec.loads(codec.dumps(big)) == big
+        assert "pair" not in backend._packing.__dict__  # its grown buffer is let go
+        assert codec.loads(codec.dumps([1])) == [1]

@@ -142,12 +142,11 @@ class _Series:
     def end(self, code: str, latency_s: float, /) -> None:
         bounds = self._bounds
         index = bisect_left(bounds, latency_s)  # le is inclusive, as bisect_left
-        if index == 0 and not latency_s <= bounds[0]:  # NaN: in no bucket, as prometheus_client
-            with self._lock:
-                self.total += latency_s
-            return
+        # a NaN goes in no bucket (still in the sum and the count), as prometheus_client
+        counted = index != 0 or latency_s <= bounds[0]
         with self._lock:
-            self.buckets[index] += 1
+            if counted:
+                self.buckets[index] += 1
             self.total += latency_s
             codes = self.codes
             if code in codes:

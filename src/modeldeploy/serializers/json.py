@@ -247,15 +247,26 @@ class JSON:
         when large, the array itself as float64, which orjson writes with the
         same shortest digits) spares a ``default`` call and the nesting scans.
         """
-        if array.dtype.kind not in "biuf" or array.ndim > self.max_depth:
+        dtype = array.dtype
+        # native ints, bools and floats up to float64: what tolist() makes Python
+        # numbers of, and orjson writes (a long double or a big-endian array is not)
+        if (
+            dtype.kind not in "biuf"
+            or dtype.itemsize > 8
+            or not dtype.isnative
+            or array.ndim > self.max_depth
+        ):
             return None
         assert orjson is not None
-        if array.size >= _ARRAY_DIRECT and array.flags.c_contiguous:
-            if array.dtype.kind == "f" and array.dtype.itemsize != 8:
-                array = array.astype("float64")
-            out = orjson.dumps(array, option=orjson.OPT_SERIALIZE_NUMPY)
-        else:
-            out = orjson.dumps(array.tolist())
+        try:
+            if array.size >= _ARRAY_DIRECT and array.flags.c_contiguous:
+                if dtype.kind == "f" and dtype.itemsize != 8:
+                    array = array.astype("float64")
+                out = orjson.dumps(array, option=orjson.OPT_SERIALIZE_NUMPY)
+            else:
+                out = orjson.dumps(array.tolist())
+        except (TypeError, orjson.JSONEncodeError):
+            return None  # the general path decides, and says why
         if out.find(b"l") != -1 and out.find(b"null") != -1:
             return self._dumps_stdlib(array)  # NaN or an infinity: the policy decides
         return out
@@ -326,7 +337,10 @@ class JSON:
             if isinstance(obj, np.ndarray):
                 return self._tensor_object(obj) if self.typed_arrays else obj.tolist()
             if isinstance(obj, np.generic):
-                return obj.item()
+                item = obj.item()
+                if isinstance(item, np.generic):  # a long double is its own item()
+                    raise EncodeError(f"NumPy {obj.dtype.name} values have no JSON form")
+                return item
         if isinstance(obj, tuple):
             return list(obj)
         if isinstance(obj, float):

@@ -129,12 +129,13 @@ def _too_deep(value: Any, max_depth: int) -> bool:
 class _Encoder:
     """One ``dumps`` call: the msgpack ``default`` hook and the arrays it set aside."""
 
-    __slots__ = ("buffers", "end", "np")
+    __slots__ = ("buffers", "busy", "end", "np")
 
     def __init__(self, np: Any) -> None:
         self.np = np
         self.buffers: list[tuple[int, memoryview]] = []
         self.end = 0
+        self.busy = False  # a pack is running (a hook may run user code that packs again)
 
     def take(self) -> tuple[list[tuple[int, memoryview]], int]:
         """Return the arrays set aside by one ``pack`` and forget them (ready for the next)."""
@@ -189,14 +190,23 @@ _NO_BUFFERS: tuple[list[tuple[int, memoryview]], int] = ([], 0)  # read, never w
 _packing = threading.local()
 
 
-def _new_packer(state: threading.local) -> tuple[msgpack.Packer, _Encoder]:
+# a Packer keeps its buffer's capacity: past this, the thread's is dropped after the
+# call, or a long-lived thread would hold its largest body for good
+_KEEP_PACKER_UP_TO = 1 << 20
+
+
+def _make_packer() -> tuple[msgpack.Packer, _Encoder]:
     encoder = _Encoder(numpy_or_none())
     # Packer.pack empties its buffer after each call, also when it raises
     packer = msgpack.Packer(
         default=encoder.default, use_bin_type=True, strict_types=True, datetime=False
     )
-    state.pair = packer, encoder
     return packer, encoder
+
+
+def _new_packer(state: threading.local) -> tuple[msgpack.Packer, _Encoder]:
+    state.pair = pair = _make_packer()
+    return pair
 
 
 class MsgPack:
@@ -245,6 +255,9 @@ class MsgPack:
             packer, encoder = _packing.pair
         except AttributeError:
             packer, encoder = _new_packer(_packing)
+        if encoder.busy:  # called from inside this thread's own dumps: not that Packer
+            packer, encoder = _make_packer()
+        encoder.busy = True
         try:
             document: bytes = packer.pack(obj)
         except ModelDeployError:
@@ -252,7 +265,10 @@ class MsgPack:
         except (TypeError, ValueError, OverflowError, MemoryError) as exc:
             raise EncodeError("value cannot be encoded as msgpack") from exc
         finally:
+            encoder.busy = False
             buffers, end = encoder.take() if encoder.buffers else _NO_BUFFERS
+        if len(document) > _KEEP_PACKER_UP_TO:
+            _packing.__dict__.pop("pair", None)
         if not buffers:
             return document
         head_end = _FRAME_HEAD.size + len(document)
