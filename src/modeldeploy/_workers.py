@@ -500,10 +500,9 @@ class WorkerPool:
         self._batching = batching
         self._draining = False
         self._queue: queue.Queue[Any] = queue.Queue()
-        # stop() drains the queue once: a put that comes later (a job admitted just
-        # before close() timed out) must not land in a queue nobody reads
+        # stop() drains the queue once: a put that lands later (a job admitted just
+        # before close() timed out) must not stay in a queue nobody reads
         self._stopped = False
-        self._put_lock = threading.Lock()
         self._admission = admission
         self._on_batch = on_batch
         self._on_done = on_done
@@ -520,12 +519,26 @@ class WorkerPool:
 
     def put(self, job: Job) -> None:
         """Queue an admitted job; once stopped, fail it with NotReadyError instead."""
-        with self._put_lock:
-            if not self._stopped:
-                self._queue.put(job)
-                return
-        if self._runnable(job):
-            self._finish(job, False, NotReadyError("service closed before the request ran"))
+        self._queue.put(job)
+        if self._stopped:
+            # stop() set the flag before its drain, so a put it could have missed
+            # sees it: drain again (each job is taken by one get_nowait only)
+            self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        """Fail every job still queued with NotReadyError; leave the stop markers."""
+        markers = []
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is self._STOP or job is self._WAKE:
+                markers.append(job)
+            elif self._runnable(job):
+                self._finish(job, False, NotReadyError("service closed before the request ran"))
+        for marker in markers:
+            self._queue.put(marker)
 
     def _work(self) -> None:
         batching = self._batching
@@ -647,17 +660,8 @@ class WorkerPool:
 
     def stop(self, timeout: float | None) -> None:
         """Fail what is still queued with NotReadyError, stop and join the threads."""
-        with self._put_lock:
-            self._stopped = True
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is self._STOP or job is self._WAKE:
-                continue
-            if self._runnable(job):
-                self._finish(job, False, NotReadyError("service closed before the request ran"))
+        self._stopped = True
+        self._fail_queued()
         for _ in self._threads:
             self._queue.put(self._STOP)
         deadline = None if timeout is None else _monotonic() + timeout
