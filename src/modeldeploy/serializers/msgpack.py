@@ -135,7 +135,9 @@ class _Encoder:
         self.np = np
         self.buffers: list[tuple[int, memoryview]] = []
         self.end = 0
-        self.busy = False  # a pack is running (a hook may run user code that packs again)
+        # in default(), the one place a pack runs code of the value's own (a subclass's
+        # __str__, __iter__, view()) that could call dumps again on this thread
+        self.busy = False
 
     def take(self) -> tuple[list[tuple[int, memoryview]], int]:
         """Return the arrays set aside by one ``pack`` and forget them (ready for the next)."""
@@ -145,6 +147,13 @@ class _Encoder:
         return buffers, end
 
     def default(self, obj: Any) -> Any:
+        self.busy = True
+        try:
+            return self._default(obj)
+        finally:
+            self.busy = False
+
+    def _default(self, obj: Any) -> Any:
         np = self.np
         if np is not None:
             if isinstance(obj, np.ndarray):
@@ -257,7 +266,6 @@ class MsgPack:
             packer, encoder = _new_packer(_packing)
         if encoder.busy:  # called from inside this thread's own dumps: not that Packer
             packer, encoder = _make_packer()
-        encoder.busy = True
         try:
             document: bytes = packer.pack(obj)
         except ModelDeployError:
@@ -265,7 +273,6 @@ class MsgPack:
         except (TypeError, ValueError, OverflowError, MemoryError) as exc:
             raise EncodeError("value cannot be encoded as msgpack") from exc
         finally:
-            encoder.busy = False
             buffers, end = encoder.take() if encoder.buffers else _NO_BUFFERS
         if len(document) > _KEEP_PACKER_UP_TO:
             _packing.__dict__.pop("pair", None)
