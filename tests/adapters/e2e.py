@@ -407,7 +407,8 @@ class E2E:
         ("method", "path", "status", "allow"),
         [
             ("GET", "/v2/models/echo/infer", 405, "POST"),
-            ("POST", "/v2/health/ready", 405, "GET"),
+            ("POST", "/v2/health/ready", 405, "GET, HEAD"),
+            ("HEAD", "/predict", 405, "POST"),
             ("DELETE", "/models/mlp/predict", 405, "POST"),
             ("GET", "/v2/nowhere", 404, None),
             ("GET", "/v2/models/echo/versions/1/nowhere", 404, None),
@@ -420,7 +421,16 @@ class E2E:
         got, headers, body = raw(server, method, path)
         assert got == status
         assert headers.get("allow") == allow
-        assert "error" in json.loads(body)
+        assert body == b"" if method == "HEAD" else "error" in json.loads(body)
+
+    @pytest.mark.parametrize("path", ["/v2", "/v2/health/ready", "/v2/models/echo", "/metrics"])
+    def test_head_is_a_get_without_the_body(self, server: Server, path: str) -> None:
+        status, headers, body = raw(server, "GET", path)
+        head_status, head_headers, head_body = raw(server, "HEAD", path)
+        assert (head_status, head_body) == (status, b"")
+        assert head_headers.get("content-type") == headers.get("content-type")
+        if path != "/metrics":  # the metrics move between the two requests
+            assert head_headers["content-length"] == str(len(body))
 
     def test_deadline_header(self, server: Server) -> None:
         body = b'{"inputs": [{"name": "x", "datatype": "FP64", "shape": [], "data": [0.5]}]}'

@@ -188,7 +188,9 @@ class _ASGIApp:
                 "headers": _encode_headers(response),
             }
         )
-        await send({"type": "http.response.body", "body": response.body})
+        # HEAD: the GET's headers, content-length included, and no body
+        body = response.body if scope["method"] != "HEAD" else b""
+        await send({"type": "http.response.body", "body": body})
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

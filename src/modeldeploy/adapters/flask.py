@@ -119,10 +119,9 @@ class _View:
         except ModelDeployError as exc:
             response = self.app.error(path, exc)
         else:
-            # HEAD is GET without the body; werkzeug drops the body for us
-            method = "GET" if request.method == "HEAD" else request.method
+            # HEAD is answered as GET by the app; werkzeug drops the body
             query = request.query_string.decode("latin-1")
-            response = self.app(method, path, headers, body, query)
+            response = self.app(request.method, path, headers, body, query)
         return _flask_response(response)
 
     def _read_body(self, request: flask.Request) -> bytes:

@@ -112,4 +112,5 @@ class _WSGIApp:
         out = list(response.headers.items())
         out.append(("Content-Length", str(len(response.body))))
         start_response(_status_line(response.status), out)
-        return [response.body]
+        # HEAD: the GET's headers, Content-Length included, and no body
+        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [response.body]
