@@ -709,6 +709,39 @@ class TestOutputsFromPrediction:
         with pytest.raises(EncodeError, match="'output0' is not an array"):
             v2.outputs_from_prediction([[1], [1, 2]])
 
+    @given(
+        st.lists(
+            st.floats(width=32, allow_nan=False, allow_infinity=False), min_size=1, max_size=8
+        )
+    )
+    def test_python_floats_take_the_declared_float32(self, values: list[float]) -> None:
+        """A batch split with tolist() hands out Python floats; FP32 goes back out."""
+        signature = Signature([TensorSpec("x")], [TensorSpec("y", "float32", (-1,))])
+        (got,) = v2.outputs_from_prediction(values, signature).values()
+        assert_same(got, np.array(values, dtype=np.float32))
+
+    @pytest.mark.parametrize(
+        ("value", "declared", "want"),
+        [
+            ([1, 2], "float32", np.array([1, 2], dtype=np.float32)),  # same kind: cast
+            (np.array([1.5]), "int32", np.array([1.5])),  # float -> int is not: kept
+            (["a"], "float32", np.array(["a"])),  # not numeric: kept, the encoder judges
+            ([1.5], "object", np.array([1.5])),
+            ([1.5], "no-such-dtype", np.array([1.5])),
+        ],
+    )
+    def test_casts_only_within_the_declared_kind(
+        self, value: object, declared: str, want: np.ndarray
+    ) -> None:
+        signature = Signature([TensorSpec("x")], [TensorSpec("y", declared)])
+        (got,) = v2.outputs_from_prediction({"y": value}, signature).values()
+        assert_same(got, want)
+
+    def test_a_value_out_of_the_declared_range_is_an_encode_error(self) -> None:
+        signature = Signature([TensorSpec("x")], [TensorSpec("y", "float32")])
+        with pytest.raises(EncodeError, match="out of range for float32"):
+            v2.outputs_from_prediction([1e300], signature)
+
 
 # -- metadata and errors ---------------------------------------------------------------
 

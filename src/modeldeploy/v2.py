@@ -580,14 +580,19 @@ def outputs_from_prediction(
     Turn what a model returned into named output arrays.
 
     A mapping keeps its names; any other value is the model's single output, named
-    after the signature's only output or ``"output0"``.
+    after the signature's only output or ``"output0"``. An output the signature
+    declares with a numeric dtype is cast to it when the cast is of the same kind
+    (Python floats, which a batch split with ``tolist()`` gives, become FP32 for a
+    ``float32`` output, as the model's metadata says), and raises when a value
+    does not fit.
 
     Args:
         prediction: The model's return value for one request.
         signature: The model's signature, for the name of a single output.
 
     Raises:
-        EncodeError: A value cannot become a NumPy array of a V2 datatype.
+        EncodeError: A value cannot become a NumPy array of a V2 datatype, or
+            does not fit its declared dtype.
 
     .. versionadded:: 0.1.0
     """
@@ -596,16 +601,34 @@ def outputs_from_prediction(
         if signature is not None and len(signature.outputs) == 1:
             name = signature.outputs[0].name
         prediction = {name: prediction}
-    return {str(name): _as_array(value, str(name)) for name, value in prediction.items()}
+    declared = {} if signature is None else {spec.name: spec.dtype for spec in signature.outputs}
+    return {
+        str(name): _as_array(value, str(name), declared.get(name))
+        for name, value in prediction.items()
+    }
 
 
-def _as_array(value: Any, name: str) -> npt.NDArray[Any]:
+def _as_array(value: Any, name: str, declared: str | None = None) -> npt.NDArray[Any]:
     if isinstance(value, np.ndarray):
-        return value
+        array = value
+    else:
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise EncodeError(f"output {name!r} is not an array") from exc
+    if declared is None or declared in ("object", "str", "bytes"):
+        return array
     try:
-        return np.asarray(value)
-    except (ValueError, TypeError) as exc:
-        raise EncodeError(f"output {name!r} is not an array") from exc
+        target = np.dtype(declared)
+    except TypeError:  # not a NumPy name: nothing to cast to
+        return array
+    if array.dtype == target or not np.can_cast(array.dtype, target, "same_kind"):
+        return array
+    try:
+        with np.errstate(over="raise"):
+            return array.astype(target)
+    except FloatingPointError as exc:
+        raise EncodeError(f"output {name!r} has values out of range for {declared}") from exc
 
 
 # -- the response ----------------------------------------------------------------------

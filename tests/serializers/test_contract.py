@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -176,3 +177,35 @@ class TestLimits:
         with pytest.raises(DecodeError):
             shallow.loads(data)
         assert shallow.loads(serializers.get(name).dumps([[1]])) == [[1]]
+
+
+class TestTextCodePoints:
+    """A NumPy text value whose 4-byte units name no character is a DecodeError, at decode.
+
+    NumPy maps any units, but making a ``str`` of one beyond U+10FFFF raises
+    SystemError later, in whatever code first reads the value.
+    """
+
+    @pytest.mark.parametrize("name", ["msgpack", "pickle"])
+    @pytest.mark.parametrize(
+        "value",
+        [np.str_("ab"), np.array(["xy", "z"]), np.array(["xy"], dtype=">U2")],
+        ids=["scalar", "array", "big-endian array"],
+    )
+    def test_a_unit_beyond_u10ffff_is_refused(self, name: str, value: object) -> None:
+        codec = serializers.get(name)
+        body = bytearray(codec.dumps(value))
+        first = "a" if isinstance(value, np.str_) else "x"
+        big_endian = isinstance(value, np.ndarray) and value.dtype.byteorder == ">"
+        unit = ord(first).to_bytes(4, "big" if big_endian else "little")
+        at = body.find(unit)
+        assert at != -1
+        body[at : at + 4] = (0x110000).to_bytes(4, "big" if big_endian else "little")
+        with pytest.raises(DecodeError, match="beyond U"):
+            codec.loads(bytes(body))
+
+    @pytest.mark.parametrize("name", ["msgpack", "pickle"])
+    def test_the_largest_code_point_and_surrogates_still_decode(self, name: str) -> None:
+        codec = serializers.get(name)
+        value = np.array(["\U0010ffff", "\ud800"])
+        assert (codec.loads(codec.dumps(value)) == value).all()

@@ -71,6 +71,25 @@ def is_plain_dtype(dtype: Any, *, allow_empty: bool = False) -> bool:
     )
 
 
+_MAX_CODE_POINT = 0x10FFFF
+
+
+def check_code_points(raw: bytes | memoryview, dtype: Any, what: str) -> None:
+    """
+    Raise DecodeError when the bytes of a NumPy ``U`` value hold no valid character.
+
+    NumPy maps any 4-byte units, but making a ``str`` of one beyond U+10FFFF raises
+    SystemError, later and far from the body that carried it.
+    """
+    if dtype.kind != "U" or not len(raw):
+        return
+    np = numpy_or_none()
+    assert np is not None
+    codes = np.frombuffer(raw, dtype=np.dtype("u4").newbyteorder(dtype.byteorder))
+    if codes.size and int(codes.max()) > _MAX_CODE_POINT:
+        raise DecodeError(f"{what} holds a character beyond U+10FFFF")
+
+
 @cache
 def numpy_or_none() -> ModuleType | None:
     """Return the numpy module when it is installed, else ``None``; imported once."""

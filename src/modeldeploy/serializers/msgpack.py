@@ -29,6 +29,7 @@ from ._base import (
     MAX_DTYPE_LEN,
     aligned,
     byte_view,
+    check_code_points,
     check_size,
     is_plain_dtype,
     numpy_or_none,
@@ -361,6 +362,7 @@ def _scalar(payload: bytes) -> Any:
     dtype, start = _split_dtype(payload)
     if len(payload) - start != dtype.itemsize:
         raise DecodeError("msgpack NumPy scalar has the wrong size")
+    check_code_points(payload[start:], dtype, "msgpack NumPy scalar")
     return numpy_or_none().frombuffer(payload, dtype, offset=start)[0]  # type: ignore[union-attr]
 
 
@@ -411,6 +413,7 @@ def _array(payload: bytes, region: memoryview) -> Any:
         raise DecodeError("msgpack array reference points outside the body")
     np = numpy_or_none()
     assert np is not None  # _split_dtype raised otherwise
+    check_code_points(region[offset:end], dtype, "msgpack NumPy array")
     array = np.frombuffer(region[offset:end], dtype).reshape(shape)
     if not array.flags.aligned:
         # misaligned views are slow for every later operation: pay one copy now

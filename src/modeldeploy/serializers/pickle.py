@@ -35,6 +35,7 @@ from ._base import (
     MAX_DTYPE_LEN,
     aligned,
     byte_view,
+    check_code_points,
     check_size,
     is_plain_dtype,
     numpy_or_none,
@@ -201,6 +202,7 @@ class _FromBuffer(_StandIn):
             count *= dim
         if count * dtype.itemsize != raw.nbytes:
             raise DecodeError("pickled numpy array size does not match its shape")
+        check_code_points(raw, dtype, "pickled numpy array")
         array = np.frombuffer(raw, dtype).reshape(shape, order=order)
         if not array.flags.aligned:
             array = array.copy(order="K")
@@ -220,6 +222,7 @@ class _Scalar(_StandIn):
             raise DecodeError("pickled numpy scalar is malformed")
         if dtype.itemsize == 0:
             return dtype.type()
+        check_code_points(data, dtype, "pickled numpy scalar")
         return np.frombuffer(data, dtype)[0]
 
 
