@@ -700,3 +700,86 @@ class TestPerItemLookup:
 
         with md.Service(Proxy(md.predictor(lambda x: "wrong")), workers=0) as service:
             assert service.predict(1) == 2
+
+
+class TestOneAtATimeWorkers:
+    """Workers without batching or batch observers take the one-job loop."""
+
+    @staticmethod
+    def model(x):
+        if x == "boom":
+            raise ValueError("boom")
+        if x == "typed":
+            raise md.ValidationError("model says no")
+        return x
+
+    def test_every_api_gets_its_answer_and_its_error(self):
+        async def both(service):
+            assert await service.apredict("ok") == "ok"
+            with pytest.raises(md.PredictionError):
+                await service.apredict("boom")
+            with pytest.raises(md.ValidationError, match="model says no"):
+                await service.apredict("typed")
+            ok = await service.ahandle(md.Request(b'"ok"'))
+            bad = await service.ahandle(md.Request(b'"boom"'))
+            return ok.status, bad.status
+
+        with md.Service(self.model, workers=1) as service:
+            assert service.predict("ok") == "ok"
+            assert isinstance(service.submit("boom").exception(timeout=5), md.PredictionError)
+            assert asyncio.run(both(service)) == (200, 500)
+
+    def test_an_ahandle_with_a_recorder_ends_its_request(self):
+        registry = CollectorRegistry()
+
+        class RequestsOnly(PrometheusMonitor):
+            on_batch = None  # no batch observer: the one-job loop
+
+        with md.Service(
+            self.model, name="m", version="3", monitors=[RequestsOnly(registry)], workers=1
+        ) as service:
+            assert asyncio.run(service.ahandle(md.Request(b'"ok"'))).status == 200
+        samples = _request_samples(registry)
+        assert _codes(samples) == {"ok": 1}
+        assert samples["modeldeploy_inflight_requests", (("model", "m"), ("version", "3"))] == 0
+
+
+class TestInlineEdges:
+    def test_a_deadline_already_past_is_never_computed(self):
+        calls = []
+        with md.Service(calls.append, workers=0) as service:
+            response = service.handle(md.Request(b"1", deadline=0.0))
+        assert response.status == 504
+        assert calls == []
+
+    def test_a_typed_error_from_a_model_predictor_passes_through(self):
+        class Model:
+            signature = None
+
+            def load(self):
+                pass
+
+            def predict(self, batch):
+                raise md.ValidationError("not for this model")
+
+        with md.Service(Model(), workers=0) as service:
+            assert service.handle(md.Request(b"1")).status == 422
+
+    def test_a_serializer_bug_is_a_bare_logged_500(self, caplog):
+        class Broken:
+            name = "broken"
+            media_type = "application/json"
+            media_types = ("application/json",)
+
+            def loads(self, data):
+                return 1
+
+            def dumps(self, value):
+                raise RuntimeError("serializer bug")
+
+        with md.Service(lambda x: x, serializers=[Broken()], workers=0) as service:
+            response = service.handle(md.Request(b"1"))
+        assert response.status == 500
+        assert json.loads(response.body)["error"]["message"] == "internal error"
+        assert b"serializer bug" not in response.body
+        assert "unexpected error handling request" in caplog.text

@@ -127,3 +127,21 @@ def test_a_job_put_after_stop_fails_at_once_instead_of_waiting_forever():
     assert isinstance(waiter.value, md.NotReadyError)
     assert admission.count == 0
     service.close()
+
+
+def test_acquire_gives_its_token_back_when_close_began_meanwhile():
+    """The re-check after taking a token: close() began between the check and the pop."""
+    import collections
+
+    admission = Admission(2, retry_after=1.0)
+
+    class ClosingDuringPop(collections.deque):  # type: ignore[type-arg]
+        def pop(self):
+            token = super().pop()
+            admission.open = False  # close() starts right after this pop
+            return token
+
+    admission._free = ClosingDuringPop(admission._free)
+    with pytest.raises(md.NotReadyError):
+        admission.acquire()
+    assert admission.count == 0  # the token went back

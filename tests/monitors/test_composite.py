@@ -482,6 +482,24 @@ class TestRecorderIsolation:
         (line,) = logs
         assert (line["event"], line["monitor"], line["hook"]) == ("monitor_failed", "Offers", hook)
 
+    @pytest.mark.parametrize(
+        ("broken", "hook"),
+        [(BrokenStart, "request_recorder.start"), (BrokenEnd, "request_recorder.end")],
+    )
+    def test_a_lone_raising_recorder_is_isolated_too(self, broken: type[Calls], hook: str) -> None:
+        """One recorder and no event hook: the observer without loops isolates it alike."""
+        composite = CompositeMonitor([Offers(broken())], logger=structlog.get_logger())
+        observer = composite.observe_requests("iris", "1")
+        assert observer is not None
+        assert type(observer).__name__ == "_OneRecorder"
+        with capture_logs() as logs:
+            observer.start("r")
+            observer.end("r", 0.01, None)
+            observer.end("r", 0.01, ValueError("a bug"))
+        calls = 1 if hook.endswith("start") else 2
+        assert composite.errors == {"Offers": calls}
+        assert [line["hook"] for line in logs] == [hook]  # then rate-limited
+
     def test_every_failing_call_is_counted(self) -> None:
         errors = ErrorRecorder()
         composite = CompositeMonitor([Offers(BrokenEnd()), errors])
