@@ -728,6 +728,13 @@ class TestOutputsFromPrediction:
             (["a"], "float32", np.array(["a"])),  # not numeric: kept, the encoder judges
             ([1.5], "object", np.array([1.5])),
             ([1.5], "no-such-dtype", np.array([1.5])),
+            ([1.5], ",1", np.array([1.5])),  # np.dtype raises SyntaxError for this one
+            ([300, 70_000], "int32", np.array([300, 70_000], dtype=np.int32)),  # fits
+            (["label-long"], "U3", np.array(["label-long"])),  # text: never cut
+            ([b"abcdef"], "S2", np.array([b"abcdef"])),
+            ([1.5], "O", np.array([1.5])),
+            ([1.5], "complex64", np.array([1.5])),  # V2 has no complex datatype
+            ([[1, 1]], "(2,)f4", np.array([[1, 1]])),  # a subarray dtype: no cast
         ],
     )
     def test_casts_only_within_the_declared_kind(
@@ -736,6 +743,17 @@ class TestOutputsFromPrediction:
         signature = Signature([TensorSpec("x")], [TensorSpec("y", declared)])
         (got,) = v2.outputs_from_prediction({"y": value}, signature).values()
         assert_same(got, want)
+
+    @pytest.mark.parametrize(
+        ("value", "declared"),
+        [([3_000_000_000], "int32"), ([300], "int8"), ([-200], "int8"), ([2**64 - 1], "int64")],
+    )
+    def test_an_int_that_does_not_fit_is_refused_not_wrapped(
+        self, value: list[int], declared: str
+    ) -> None:
+        signature = Signature([TensorSpec("x")], [TensorSpec("y", declared)])
+        with pytest.raises(EncodeError, match=f"out of range for {declared}"):
+            v2.outputs_from_prediction(value, signature)
 
     def test_a_value_out_of_the_declared_range_is_an_encode_error(self) -> None:
         signature = Signature([TensorSpec("x")], [TensorSpec("y", "float32")])

@@ -620,10 +620,22 @@ def _as_array(value: Any, name: str, declared: str | None = None) -> npt.NDArray
         return array
     try:
         target = np.dtype(declared)
-    except TypeError:  # not a NumPy name: nothing to cast to
+    except Exception:  # not a NumPy name (np.dtype raises SyntaxError too): no cast
         return array
-    if array.dtype == target or not np.can_cast(array.dtype, target, "same_kind"):
+    # only to a plain bool, int or float dtype (V2 has no complex), within its kind
+    if (
+        target.kind not in "biuf"
+        or target.subdtype is not None
+        or array.dtype == target
+        or not np.can_cast(array.dtype, target, "same_kind")
+    ):
         return array
+    if target.kind in "iu" and array.size:
+        # an int cast wraps without a floating-point flag: check the range first
+        info = np.iinfo(target)
+        if int(array.min()) < info.min or int(array.max()) > info.max:
+            raise EncodeError(f"output {name!r} has values out of range for {declared}")
+        return array.astype(target)
     try:
         with np.errstate(over="raise"):
             return array.astype(target)

@@ -115,6 +115,20 @@ class TestHTTP:
         assert driver.status == 413
         assert json.loads(driver.body) == {"error": "body of 5 bytes is over the limit of 4"}
 
+    @pytest.mark.parametrize("path", ["/v2/health/ready", "/v2/models/m"])
+    def test_head_gets_the_get_headers_and_no_body(self, service: md.Service, path: str) -> None:
+        get = Driver(chunks(b"")).run(asgi(service), http_scope(path, "GET"))
+        head = Driver(chunks(b"")).run(asgi(service), http_scope(path, "HEAD"))
+        assert (head.status, head.headers, head.body) == (get.status, get.headers, b"")
+
+    def test_head_refused_for_its_length_gets_no_body_either(self, service: md.Service) -> None:
+        app = asgi(HTTPApp(service, max_body_size=4))
+        scope = http_scope("/v2/health/ready", "HEAD", [(b"content-length", b"5")])
+        driver = Driver(chunks(b"")).run(app, scope)
+        assert driver.status == 413
+        assert driver.body == b""
+        assert int(driver.headers[b"content-length"]) > 0  # the length a GET would carry
+
     def test_client_gone_gets_no_answer(self, service: md.Service) -> None:
         for messages in ([], chunks(b"[1,", b"2]")[:1]):
             driver = Driver(messages).run(asgi(service), http_scope("/predict"))

@@ -161,6 +161,18 @@ class TestLambda:
         assert result["isBase64Encoded"] is False
         assert json.loads(result["body"])["error"]["code"] == code
 
+    def test_head_through_an_app_gets_no_body(self) -> None:
+        with md.Service(lambda x: x, name="m") as service:
+            view = handler(
+                HTTPApp(service), request_from=lambda_request, response_to=lambda_response
+            )(lambda event, context: None)
+            get = view(rest_event(b"", method="GET", path="/v2/models/m"), None)
+            head = view(rest_event(b"", method="HEAD", path="/v2/models/m"), None)
+        assert get["statusCode"] == head["statusCode"] == 200
+        assert json.loads(get["body"])["name"] == "m"
+        assert head["body"] == ""
+        assert head["headers"] == get["headers"]
+
     def test_not_an_event(self, lambda_handler: Any) -> None:
         result = lambda_handler(["not", "an", "event"], None)
         assert result["statusCode"] == 400

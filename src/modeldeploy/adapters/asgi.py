@@ -110,7 +110,7 @@ def _encode_headers(response: Response) -> list[tuple[bytes, bytes]]:
     return raw
 
 
-async def _respond(send: Send, response: Response) -> None:
+async def _respond(send: Send, response: Response, *, head: bool = False) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -118,7 +118,7 @@ async def _respond(send: Send, response: Response) -> None:
             "headers": _encode_headers(response),
         }
     )
-    await send({"type": "http.response.body", "body": response.body})
+    await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 
 class _ASGIApp:
@@ -153,7 +153,7 @@ class _ASGIApp:
             and length.isdigit()
             and int(length) > self._max_body_size
         ):
-            await self._too_large(send, path, int(length))
+            await self._too_large(send, path, int(length), head=scope["method"] == "HEAD")
             return
         message = await receive()
         if message["type"] != "http.request":
@@ -169,7 +169,7 @@ class _ASGIApp:
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > self._max_body_size:
-                    await self._too_large(send, path, size)
+                    await self._too_large(send, path, size, head=scope["method"] == "HEAD")
                     return
                 chunks.append(chunk)
                 if not message.get("more_body", False):
@@ -200,11 +200,11 @@ class _ASGIApp:
             # closing before accepting refuses the handshake (403)
             await send({"type": "websocket.close", "code": 1003})
 
-    async def _too_large(self, send: Send, path: str, size: int) -> None:
+    async def _too_large(self, send: Send, path: str, size: int, *, head: bool) -> None:
         error = PayloadTooLargeError(
             f"body of {size} bytes is over the limit of {self._max_body_size}"
         )
-        await _respond(send, self.app.error(path, error))
+        await _respond(send, self.app.error(path, error), head=head)
 
     async def _start(self) -> str | None:
         """Start every service not started yet; return the first failure's message."""

@@ -163,7 +163,8 @@ class _Answer:
                 raise TypeError("request_from returned an awaitable to a sync handler")
             if self.service is not None:
                 return self.service.handle(request)
-            return self.app(*_routed(request))
+            routed = _routed(request)
+            return _for_method(routed[0], self.app(*routed))
         except ModelDeployError as exc:
             return self.app.error(_DEFAULT_PATH, exc)
         except Exception:
@@ -176,7 +177,8 @@ class _Answer:
                 request = await request
             if self.service is not None:
                 return await self.service.ahandle(request)
-            return await self.app.acall(*_routed(request))
+            routed = _routed(request)
+            return _for_method(routed[0], await self.app.acall(*routed))
         except ModelDeployError as exc:
             return self.app.error(_DEFAULT_PATH, exc)
         except Exception:
@@ -185,6 +187,13 @@ class _Answer:
     def _internal(self) -> Response:
         logger.exception("unexpected error translating a request")
         return self.app.error(_DEFAULT_PATH, ModelDeployError("internal error"))
+
+
+def _for_method(method: str, response: Response) -> Response:
+    """A HEAD request gets the GET's status and headers, and no body."""
+    if method != "HEAD":
+        return response
+    return Response(response.status, response.headers, b"")
 
 
 def _routed(request: Request) -> tuple[str, str, dict[str, str], bytes | memoryview, str]:
