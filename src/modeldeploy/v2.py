@@ -581,10 +581,10 @@ def outputs_from_prediction(
 
     A mapping keeps its names; any other value is the model's single output, named
     after the signature's only output or ``"output0"``. An output the signature
-    declares with a numeric dtype is cast to it when the cast is of the same kind
-    (Python floats, which a batch split with ``tolist()`` gives, become FP32 for a
-    ``float32`` output, as the model's metadata says), and raises when a value
-    does not fit.
+    declares with a bool, int or float dtype is cast to it when the cast keeps its
+    kind (Python floats, which a batch split with ``tolist()`` gives, become FP32
+    for a ``float32`` output, as the model's metadata says); a value that does not
+    fit raises, it is never wrapped. Other declared dtypes leave the output as is.
 
     Args:
         prediction: The model's return value for one request.
