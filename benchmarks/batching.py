@@ -214,6 +214,19 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:,.1f}"
 
 
+def delay_row(delay: float, row: Row) -> list[str]:
+    """One line of a delay curve: delay (ms), rate, ideal, ratio, p50, p99, mean batch."""
+    return [
+        f"{delay * 1e3:g}",
+        f"{row.rate:,.0f}",
+        f"{row.limit:,.0f}",
+        f"{row.rate / row.limit:.2f}x",
+        ms(row.p50),
+        ms(row.p99),
+        f"{row.mean_batch:.1f}",
+    ]
+
+
 CURVE_HEADER = [
     "max_batch_delay (ms)",
     "samples/s",
@@ -292,17 +305,7 @@ def measure(forward, x: np.ndarray, batch: np.ndarray):
             max_batch_size=BATCH,
             max_batch_delay=delay,
         )
-        curve.append(
-            [
-                f"{delay * 1e3:g}",
-                f"{row.rate:,.0f}",
-                f"{row.limit:,.0f}",
-                f"{row.rate / row.limit:.2f}x",
-                ms(row.p50),
-                ms(row.p99),
-                f"{row.mean_batch:.1f}",
-            ]
-        )
+        curve.append(delay_row(delay, row))
 
     for delay in FEW_DELAYS:
         row = serve(
@@ -314,17 +317,7 @@ def measure(forward, x: np.ndarray, batch: np.ndarray):
             max_batch_size=BATCH,
             max_batch_delay=delay,
         )
-        few.append(
-            [
-                f"{delay * 1e3:g}",
-                f"{row.rate:,.0f}",
-                f"{row.limit:,.0f}",
-                f"{row.rate / row.limit:.2f}x",
-                ms(row.p50),
-                ms(row.p99),
-                f"{row.mean_batch:.1f}",
-            ]
-        )
+        few.append(delay_row(delay, row))
     return rows, checks, curve, few
 
 

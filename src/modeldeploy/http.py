@@ -231,8 +231,6 @@ class HTTPApp:
 
         .. versionadded:: 0.1.0
         """
-        if method == "HEAD":  # a GET whose body the adapter leaves out (RFC 9110)
-            method = "GET"
         try:
             resolved = self._resolve(method, path, headers, body)
             if type(resolved) is Response:
@@ -263,8 +261,6 @@ class HTTPApp:
 
         .. versionadded:: 0.1.0
         """
-        if method == "HEAD":  # a GET whose body the adapter leaves out (RFC 9110)
-            method = "GET"
         try:
             resolved = self._resolve(method, path, headers, body)
             if type(resolved) is Response:
@@ -336,6 +332,8 @@ class HTTPApp:
         self, method: str, path: str, headers: Mapping[str, str], body: bytes | memoryview
     ) -> Response | _Call:
         """Answer every route but the model calls, which come back as ``(infer, service)``."""
+        if method == "HEAD":  # a GET whose body the adapter leaves out (RFC 9110)
+            method = "GET"
         size = body.nbytes if isinstance(body, memoryview) else len(body)
         if size > self.max_body_size:
             raise PayloadTooLargeError(

@@ -492,7 +492,6 @@ class PrometheusMonitor:
         )
         # bound once: labels() takes a lock and allocates; a racing double bind
         # stores the same child twice, which is harmless
-        self._recorders: dict[tuple[str, str], RequestRecorder] = {}
         self._batch: dict[str, _BatchChildren] = {}
         self._errors: dict[str, Callable[[], None]] = {}
 
@@ -504,11 +503,9 @@ class PrometheusMonitor:
 
         .. versionadded:: 0.1.0
         """
-        try:
-            return self._recorders[model, version]
-        except KeyError:
-            recorder = self._recorders[model, version] = self._m.recorder(model, version)
-            return recorder
+        # read without the lock: the metrics' dict only ever gains entries
+        recorder = self._m.recorders.get((model, version))
+        return recorder if recorder is not None else self._m.recorder(model, version)
 
     def on_request_start(self, event: RequestStarted, /) -> None:
         """Count the request as in flight.

@@ -96,8 +96,6 @@ def _is_frame(data: bytes | memoryview) -> bool:
 
 def _container_headers(data: bytes | memoryview) -> int:
     """Count the bytes of the msgpack document that could start a list or map."""
-    if type(data) is bytes and data[0] != 0xC9:  # the common case: not a frame
-        return len(data.translate(None, _NOT_CONTAINER_HEADERS))
     if type(data) is not bytes:
         data = byte_view(data, "msgpack").tobytes()
     if _is_frame(data):
