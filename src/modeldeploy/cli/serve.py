@@ -1,5 +1,5 @@
 """
-The ``modeldeploy`` command: serve a model over HTTP (and gRPC) from the shell.
+``modeldeploy serve``: serve a model over HTTP (and gRPC) from the shell.
 
 .. code-block:: console
 
@@ -38,24 +38,24 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
-from ._version import __version__
-from .errors import ModelDeployError, ModelLoadError, ModelNotFoundError
-from .http import HTTPApp
-from .interfaces import Predictor
-from .monitors import PrometheusMonitor
-from .predictors import predictor
-from .service import Service, State
+from ..errors import ModelDeployError, ModelLoadError, ModelNotFoundError
+from ..http import HTTPApp
+from ..interfaces import Predictor
+from ..monitors import PrometheusMonitor
+from ..predictors import predictor
+from ..service import Service, State
+from ._args import Commands, UsageError, configure_logging, port, positive
 
 if TYPE_CHECKING:
     import grpc
 
-    from .adapters.asgi import ASGIApp
+    from ..adapters.asgi import ASGIApp
 
-__all__ = ["SERVERS", "as_app", "build_parser", "main", "resolve"]
+__all__ = ["SERVERS", "add_parser", "as_app", "resolve"]
 
 logger = logging.getLogger("modeldeploy.cli")
 
@@ -80,7 +80,6 @@ _NAME: Final = r"[A-Za-z_]\w*"
 _IMPORT_SPEC: Final = re.compile(
     rf"(?P<module>{_NAME}(?:\.{_NAME})*):(?P<attr>{_NAME}(?:\.{_NAME})*)"
 )
-_EXIT_USAGE: Final = 2
 
 
 # -- SPEC -> HTTPApp ------------------------------------------------------------------
@@ -194,19 +193,8 @@ def resolve(spec: str) -> HTTPApp:
 # -- the command line ---------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """
-    Return the parser of the ``modeldeploy`` command and its subcommands.
-
-    .. versionadded:: 0.1.0
-    """
-    parser = argparse.ArgumentParser(
-        prog="modeldeploy",
-        description="Turn a trained model into a fast, safe, observable service.",
-        epilog="Run 'modeldeploy serve --help' for the options of serve.",
-    )
-    parser.add_argument("--version", action="version", version=f"modeldeploy {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def add_parser(commands: Commands) -> None:
+    """Add the ``serve`` subcommand to the ``modeldeploy`` parser."""
     serve = commands.add_parser(
         "serve",
         help="serve a model over HTTP (and optionally gRPC)",
@@ -227,10 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
-    serve.add_argument("--port", type=_port, default=8000, help="HTTP port (default: %(default)s)")
+    serve.add_argument("--port", type=port, default=8000, help="HTTP port (default: %(default)s)")
     serve.add_argument(
         "--workers",
-        type=_positive,
+        type=positive,
         default=1,
         metavar="N",
         help=(
@@ -249,14 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--threads",
-        type=_positive,
+        type=positive,
         default=None,
         metavar="T",
         help=f"threads per gunicorn worker process (gunicorn only; default: {_DEFAULT_THREADS})",
     )
     serve.add_argument(
         "--grpc-port",
-        type=_port,
+        type=port,
         default=None,
         metavar="P",
         help="also serve the V2 gRPC API on this port, in this process (needs grpcio)",
@@ -273,86 +261,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="log every request (off by default: it costs throughput)",
     )
     serve.set_defaults(run=_serve)
-    return parser
-
-
-def _port(text: str) -> int:
-    value = _integer(text)
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """
-    Run the ``modeldeploy`` command.
-
-    Args:
-        argv: Arguments without the program name; ``sys.argv[1:]`` when ``None``.
-
-    Returns:
-        The exit status: 0 after a clean stop, 2 for a usage error (a bad
-        option, a ``SPEC`` that cannot be served), 1 when a server failed.
-
-    .. versionadded:: 0.1.0
-    """
-    parser = build_parser()
-    options = parser.parse_args(argv)
-    run: Callable[[argparse.Namespace], int] = options.run
-    try:
-        return run(options)
-    except _UsageError as exc:
-        print(f"modeldeploy {options.command}: error: {exc}", file=sys.stderr)
-        return _EXIT_USAGE
-    except ModelDeployError as exc:
-        # a model that fails to load: the operator needs the cause, traceback included
-        logger.error("cannot serve: %s", exc.message, exc_info=exc)
-        return 1
-
-
-class _UsageError(Exception):
-    """A problem with the command line; main() prints it as one line and exits 2."""
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("modeldeploy").setLevel(level.upper())
 
 
 def _serve(options: argparse.Namespace) -> int:
     if options.threads is not None and options.server != "gunicorn":
-        raise _UsageError("--threads applies to --server gunicorn only")
+        raise UsageError("--threads applies to --server gunicorn only")
     if options.server == "wsgiref" and options.workers != 1:
-        raise _UsageError("wsgiref runs one process: drop --workers or pick another --server")
+        raise UsageError("wsgiref runs one process: drop --workers or pick another --server")
     if options.grpc_port is not None and options.grpc_port == options.port:
-        raise _UsageError("--grpc-port must differ from --port")
+        raise UsageError("--grpc-port must differ from --port")
     if options.server != "wsgiref":
         _require(f"--server {options.server}", options.server)
     if options.grpc_port is not None:
         _require("--grpc-port", "grpc")
-    _configure_logging(options.log_level)
+    configure_logging(options.log_level)
     try:
         app = resolve(options.spec)
     except ModelDeployError as exc:
-        raise _UsageError(exc.message) from exc
+        raise UsageError(exc.message) from exc
     runner = {"uvicorn": _run_uvicorn, "gunicorn": _run_gunicorn, "wsgiref": _run_wsgiref}
     return runner[options.server](options, app)
 
@@ -366,7 +292,7 @@ def _require(what: str, module: str) -> None:
             "grpc": "modeldeploy[grpc]",
             "gunicorn": "gunicorn",
         }[module]
-        raise _UsageError(f"{what} needs {module}: pip install {install!r}") from None
+        raise UsageError(f"{what} needs {module}: pip install {install!r}") from None
 
 
 def _listening(options: argparse.Namespace, app: HTTPApp) -> None:
@@ -415,7 +341,7 @@ class _Stop:
 def _start_grpc(options: argparse.Namespace, app: HTTPApp) -> grpc.Server | None:
     if options.grpc_port is None:
         return None
-    from .adapters.grpc import server
+    from ..adapters.grpc import server
 
     for service in app.services.values():
         if service.state is State.NEW:
@@ -424,7 +350,7 @@ def _start_grpc(options: argparse.Namespace, app: HTTPApp) -> grpc.Server | None
     try:
         grpc_server, _ = server(app, address)
     except RuntimeError as exc:
-        raise _UsageError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     grpc_server.start()
     where = "this process" if options.workers == 1 else "the supervising process"
     logger.info("serving gRPC (V2 GRPCInferenceService) on %s, in %s", address, where)
@@ -466,16 +392,16 @@ def _asgi_app() -> ASGIApp:
     spawns fresh processes, which import ``SPEC`` (from the environment)
     themselves.
     """
-    from .adapters.asgi import asgi
+    from ..adapters.asgi import asgi
 
-    _configure_logging(os.environ.get(_LOG_LEVEL_ENV, "info"))
+    configure_logging(os.environ.get(_LOG_LEVEL_ENV, "info"))
     return asgi(resolve(os.environ[_SPEC_ENV]))
 
 
 def _run_uvicorn(options: argparse.Namespace, app: HTTPApp) -> int:
     import uvicorn
 
-    from .adapters.asgi import asgi
+    from ..adapters.asgi import asgi
 
     stop = _Stop()
     # uvicorn re-raises the signal it stopped on once it is done; these
@@ -607,9 +533,9 @@ def _gunicorn_main() -> None:
 
         def load(self) -> Any:
             # runs in each worker after the fork: its own import of SPEC, its own threads
-            from .adapters.wsgi import wsgi
+            from ..adapters.wsgi import wsgi
 
-            _configure_logging(os.environ.get(_LOG_LEVEL_ENV, "info"))
+            configure_logging(os.environ.get(_LOG_LEVEL_ENV, "info"))
             app = resolve(spec)
             for service in app.services.values():
                 if service.state is State.NEW:
@@ -626,7 +552,7 @@ def _gunicorn_main() -> None:
 def _run_wsgiref(options: argparse.Namespace, app: HTTPApp) -> int:
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-    from .adapters.wsgi import wsgi
+    from ..adapters.wsgi import wsgi
 
     access_log = options.access_log
 
