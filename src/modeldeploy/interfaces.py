@@ -85,6 +85,15 @@ class Monitor(Protocol):
     instead of ``on_request_start`` / ``on_request_end``, with no event built
     per request (:class:`~modeldeploy.monitors.PrometheusMonitor` does).
 
+    A monitor that watches the data may also offer the optional hook
+    ``on_predictions(event: Predictions)``: the model's inputs and outputs,
+    one :class:`~modeldeploy.events.Predictions` event per ``predict`` call
+    (a drift monitor does). The service builds
+    that event only when a monitor has the hook, so it costs nothing
+    otherwise. It is left out of the protocol's methods, as
+    ``request_recorder`` is, so monitors without it still pass
+    ``isinstance(monitor, Monitor)``.
+
     .. versionadded:: 0.1.0
     """
 

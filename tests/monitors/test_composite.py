@@ -14,7 +14,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from modeldeploy.errors import DecodeError, OverloadedError
-from modeldeploy.events import BatchExecuted, ModelLoaded, RequestFinished, RequestStarted
+from modeldeploy.events import (
+    BatchExecuted,
+    ModelLoaded,
+    Predictions,
+    RequestFinished,
+    RequestStarted,
+    StageTimings,
+)
 from modeldeploy.interfaces import Monitor
 from modeldeploy.monitors import CompositeMonitor, MonitorFailed, PrometheusMonitor
 
@@ -24,11 +31,13 @@ END = RequestFinished(
 )
 BATCH = BatchExecuted(model="iris", version="1", size=4, queue_wait_s=0.001, compute_s=0.002)
 LOADED = ModelLoaded(model="iris", version="1", load_s=0.5)
+PREDICTIONS = Predictions(model="iris", version="1", inputs=[[1.0, 2.0]], outputs=[0])
 EVENTS: list[tuple[str, object]] = [
     ("on_request_start", START),
     ("on_request_end", END),
     ("on_batch", BATCH),
     ("on_model_loaded", LOADED),
+    ("on_predictions", PREDICTIONS),
 ]
 
 
@@ -49,6 +58,9 @@ class Recording:
 
     def on_model_loaded(self, event: ModelLoaded, /) -> None:
         self.seen.append(("on_model_loaded", event))
+
+    def on_predictions(self, event: Predictions, /) -> None:
+        self.seen.append(("on_predictions", event))
 
 
 class OnlyBatches:
@@ -73,6 +85,9 @@ class Broken:
 
     def on_model_loaded(self, event: ModelLoaded, /) -> None:
         raise RuntimeError("loaded")
+
+    def on_predictions(self, event: Predictions, /) -> None:
+        raise RuntimeError("predictions")
 
 
 class ErrorRecorder:
@@ -143,6 +158,11 @@ class TestDispatch:
         with pytest.raises(TypeError, match=r"NotCallable\.on_batch is not callable"):
             CompositeMonitor([NotCallable()])
 
+    def test_observes_predictions_only_when_a_monitor_has_the_hook(self) -> None:
+        assert not CompositeMonitor([OnlyBatches()]).observes_predictions
+        assert CompositeMonitor([OnlyBatches(), Recording()]).observes_predictions
+        assert CompositeMonitor([CompositeMonitor([Recording()])]).observes_predictions
+
     def test_composites_nest(self) -> None:
         inner_recording = Recording()
         outer = CompositeMonitor([CompositeMonitor([inner_recording]), OnlyBatches()])
@@ -194,7 +214,7 @@ class TestIsolation:
             for s in family.samples
             if s.name == "modeldeploy_monitor_errors_total"
         }
-        assert counts == {"Broken": 4, "PrometheusMonitor": 0}
+        assert counts == {"Broken": len(EVENTS), "PrometheusMonitor": 0}
 
     def test_a_raising_error_hook_is_counted_and_not_reported_again(self) -> None:
         class BrokenErrorHook(ErrorRecorder):
@@ -415,6 +435,38 @@ class TestObserveRequests:
         assert recording.seen[1][1].error is error  # type: ignore[attr-defined]
         assert with_recorder.recorder.calls == [("start",), ("end", code, 0.25)]
         assert with_recorder.events == []
+
+    def test_headers_and_timings_reach_the_events(self) -> None:
+        recording = Recording()
+        observer = CompositeMonitor([recording]).observe_requests("iris", "2")
+        assert observer is not None
+        assert observer.observes_events
+        headers = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+        timings = StageTimings(decode_s=0.001, queue_s=0.002, predict_s=0.003, encode_s=0.004)
+        observer.start("r1", headers)
+        observer.end("r1", 0.01, None, timings)
+        (_, started), (_, finished) = recording.seen
+        assert started == RequestStarted("iris", "2", "r1", headers)
+        assert finished.timings == timings  # type: ignore[attr-defined]
+
+    def test_events_default_to_no_headers_and_no_timings(self) -> None:
+        recording = Recording()
+        observer = CompositeMonitor([recording]).observe_requests("iris", "2")
+        assert observer is not None
+        observer.start("r1")
+        observer.end("r1", 0.01, None)
+        (_, started), (_, finished) = recording.seen
+        assert dict(started.headers) == {}  # type: ignore[attr-defined]
+        assert finished.timings is None  # type: ignore[attr-defined]
+
+    def test_recorders_alone_observe_no_events(self) -> None:
+        recorder = Calls()
+        observer = CompositeMonitor([Offers(recorder)]).observe_requests("iris", "1")
+        assert observer is not None
+        assert not observer.observes_events
+        observer.start("r", {"traceparent": "x"})
+        observer.end("r", 0.5, None, StageTimings())
+        assert recorder.calls == [("start",), ("end", "ok", 0.5)]
 
     def test_no_event_is_built_when_only_recorders_listen(
         self, monkeypatch: pytest.MonkeyPatch

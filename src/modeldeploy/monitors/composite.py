@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -15,11 +16,18 @@ from modeldeploy.events import RequestFinished, RequestStarted
 from modeldeploy.interfaces import RequestRecorder
 
 if TYPE_CHECKING:
-    from modeldeploy.events import BatchExecuted, ModelLoaded
+    from modeldeploy.events import BatchExecuted, ModelLoaded, Predictions, StageTimings
 
 __all__ = ["CompositeMonitor", "MonitorFailed", "RequestObserver"]
 
-_EVENT_HOOKS = ("on_request_start", "on_request_end", "on_batch", "on_model_loaded")
+_EVENT_HOOKS = (
+    "on_request_start",
+    "on_request_end",
+    "on_batch",
+    "on_model_loaded",
+    "on_predictions",
+)
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 _HOOKS = (*_EVENT_HOOKS, "request_recorder", "on_monitor_error")
 
 
@@ -73,6 +81,12 @@ class CompositeMonitor:
         TypeError: A monitor implements none of the hooks, or a hook is not
             callable: it would silently observe nothing.
 
+    Attributes:
+        monitors: The monitors, in call order.
+        observes_predictions: Whether some monitor has ``on_predictions``: a
+            service builds :class:`~modeldeploy.events.Predictions` events
+            only when it is true, so models nobody watches pay nothing.
+
     .. versionadded:: 0.1.0
     """
 
@@ -105,6 +119,8 @@ class CompositeMonitor:
         self._request_end = tuple(found["on_request_end"])
         self._batch = tuple(found["on_batch"])
         self._model_loaded = tuple(found["on_model_loaded"])
+        self._predictions = tuple(found["on_predictions"])
+        self.observes_predictions = bool(self._predictions)
         self._monitor_error = tuple(found["on_monitor_error"])
 
         self._logger = logger
@@ -211,6 +227,20 @@ class CompositeMonitor:
             except Exception as exc:  # noqa: PERF203
                 self._failed(label, "on_model_loaded", exc)
 
+    def on_predictions(self, event: Predictions, /) -> None:
+        """Pass the event to every monitor's ``on_predictions``.
+
+        Check :attr:`observes_predictions` first to skip building the event
+        when no monitor listens.
+
+        .. versionadded:: 0.1.0
+        """
+        for label, hook in self._predictions:
+            try:
+                hook(event)
+            except Exception as exc:  # noqa: PERF203
+                self._failed(label, "on_predictions", exc)
+
     def on_monitor_error(self, event: MonitorFailed, /) -> None:
         """Forward a failure an enclosing composite caught to every ``on_monitor_error``.
 
@@ -262,6 +292,9 @@ class RequestObserver:
     Attributes:
         model: The model name the requests are observed under.
         version: The model version.
+        observes_events: Whether a monitor gets request events (and so reads
+            their ``headers`` and ``timings``); when false, a service can
+            skip gathering them.
 
     .. versionadded:: 0.1.0
     """
@@ -273,6 +306,7 @@ class RequestObserver:
         "_event_starts",
         "_starts",
         "model",
+        "observes_events",
         "version",
     )
 
@@ -292,9 +326,15 @@ class RequestObserver:
         self._ends = tuple((label, recorder.end) for label, recorder in recorders)
         self._event_starts = event_starts
         self._event_ends = event_ends
+        self.observes_events = bool(event_starts or event_ends)
 
-    def start(self, request_id: str) -> None:
+    def start(self, request_id: str, headers: Mapping[str, str] = _NO_HEADERS) -> None:
         """A request entered the service.
+
+        Args:
+            request_id: The request's id.
+            headers: Its headers, names in lower case, passed on in
+                :attr:`RequestStarted.headers <modeldeploy.events.RequestStarted.headers>`.
 
         .. versionadded:: 0.1.0
         """
@@ -304,15 +344,28 @@ class RequestObserver:
             except Exception as exc:  # noqa: PERF203 - isolation is the point
                 self._composite._failed(label, "request_recorder.start", exc)
         if self._event_starts:
-            event = RequestStarted(self.model, self.version, request_id)
+            event = RequestStarted(self.model, self.version, request_id, headers)
             for label, hook in self._event_starts:
                 try:
                     hook(event)
                 except Exception as exc:  # noqa: PERF203
                     self._composite._failed(label, "on_request_start", exc)
 
-    def end(self, request_id: str, latency_s: float, error: BaseException | None) -> None:
+    def end(
+        self,
+        request_id: str,
+        latency_s: float,
+        error: BaseException | None,
+        timings: StageTimings | None = None,
+    ) -> None:
         """A request left the service, answered or failed with *error*.
+
+        Args:
+            request_id: The request's id.
+            latency_s: Seconds from its start.
+            error: Why it failed; ``None`` when answered.
+            timings: Where its time went, passed on in
+                :attr:`RequestFinished.timings <modeldeploy.events.RequestFinished.timings>`.
 
         .. versionadded:: 0.1.0
         """
@@ -328,7 +381,7 @@ class RequestObserver:
                 self._composite._failed(label, "request_recorder.end", exc)
         if self._event_ends:
             event = RequestFinished(
-                self.model, self.version, request_id, outcome, code, latency_s, error
+                self.model, self.version, request_id, outcome, code, latency_s, error, timings
             )
             for label, hook in self._event_ends:
                 try:
@@ -355,13 +408,19 @@ class _OneRecorder(RequestObserver):
         self._start = recorder.start
         self._end = recorder.end
 
-    def start(self, request_id: str) -> None:
+    def start(self, request_id: str, headers: Mapping[str, str] = _NO_HEADERS) -> None:
         try:
             self._start()
         except Exception as exc:
             self._composite._failed(self._label, "request_recorder.start", exc)
 
-    def end(self, request_id: str, latency_s: float, error: BaseException | None) -> None:
+    def end(
+        self,
+        request_id: str,
+        latency_s: float,
+        error: BaseException | None,
+        timings: StageTimings | None = None,
+    ) -> None:
         if error is None:
             code = "ok"
         else:
