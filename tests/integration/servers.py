@@ -64,13 +64,13 @@ def accepts_connections(port: int) -> bool:
 class Process:
     """A command started in its own process group, its output in a temporary file."""
 
-    def __init__(self, argv: Sequence[str], *, port: int, name: str) -> None:
+    def __init__(self, argv: Sequence[str], *, port: int, name: str, cwd: Path = ROOT) -> None:
         self.name = name
         self.port = port
         self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115  # closed in kill()
         self._out: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
         self.process = subprocess.Popen(
-            list(argv), cwd=ROOT, stdout=self._out, stderr=self._log, start_new_session=True
+            list(argv), cwd=cwd, stdout=self._out, stderr=self._log, start_new_session=True
         )
 
     @property
@@ -111,11 +111,13 @@ class Process:
         self._out.close()
 
 
-def serve(*args: str, port: int | None = None, name: str = "modeldeploy serve") -> Process:
-    """Start ``python -m modeldeploy serve ARGS --port PORT``; return it once ready."""
+def serve(
+    *args: str, port: int | None = None, name: str = "modeldeploy serve", cwd: Path = ROOT
+) -> Process:
+    """Start ``python -m modeldeploy serve ARGS --port PORT`` in *cwd*; return it once ready."""
     port = free_port() if port is None else port
     argv = [sys.executable, "-m", "modeldeploy", "serve", *args, "--port", str(port)]
-    process = Process(argv, port=port, name=name)
+    process = Process(argv, port=port, name=name, cwd=cwd)
     try:
         process.wait_ready()
     except BaseException:
