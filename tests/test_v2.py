@@ -26,6 +26,7 @@ from modeldeploy.errors import (
     DecodeError,
     EncodeError,
     ModelDeployError,
+    NotAcceptableError,
     NotReadyError,
     PayloadTooLargeError,
     ValidationError,
@@ -627,7 +628,8 @@ class TestEncode:
 
     @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
     def test_non_finite_json(self, json_backend: str, value: float) -> None:
-        with pytest.raises(EncodeError, match="binary_data"):
+        # the client chose JSON, which cannot carry it: a 4xx that says how, not a 500
+        with pytest.raises(NotAcceptableError, match="binary_data"):
             v2.encode_infer_response({"a": np.array([1.0, value])}, model_name="m")
         body, _ = v2.encode_infer_response(
             {"a": np.array([1.0, value])}, model_name="m", binary_data_output=True
@@ -635,8 +637,13 @@ class TestEncode:
         assert body
 
     def test_non_utf8_bytes_as_json(self) -> None:
-        with pytest.raises(EncodeError, match="not UTF-8"):
+        with pytest.raises(NotAcceptableError, match="not UTF-8") as info:
             v2.encode_infer_response({"a": np.array([b"\xff"], object)}, model_name="m")
+        assert info.value.http_status == 406
+        body, _ = v2.encode_infer_response(
+            {"a": np.array([b"\xff"], object)}, model_name="m", binary_data_output=True
+        )
+        assert body.endswith(b"\x01\x00\x00\x00\xff")
 
     @pytest.mark.parametrize("binary", [True, False])
     def test_object_array_of_other_values(self, binary: bool) -> None:

@@ -26,43 +26,38 @@ GET       ``/metrics``                                 Prometheus or OpenMetrics
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
-import math
 import os
 import threading
-import time
 from collections.abc import Iterable, Mapping
-from types import MappingProxyType
-from typing import Any, Final
+from types import MappingProxyType, ModuleType
+from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from . import v2
+from ._version import __version__
+from .codecs import Codec, error_response
 from .errors import (
     ModelDeployError,
     ModelNotFoundError,
     PayloadTooLargeError,
-    RequestError,
+    ServiceError,
     ValidationError,
     VersionNotFoundError,
 )
 from .messages import Request, Response
-from .service import Service, State
+from .service import TIMEOUT_HEADER, Service, State
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["TIMEOUT_HEADER", "HTTPApp"]
 
 logger = logging.getLogger("modeldeploy")
 
-TIMEOUT_HEADER: Final = "x-request-timeout"
-"""
-Request header giving the seconds a request may take (``0.25``); the service's
-``timeout`` applies without it.
-
-.. versionadded:: 0.1.0
-"""
-
-_monotonic = time.monotonic
 _JSON: Final = "application/json"
 _JSON_HEADERS: Final[Mapping[str, str]] = MappingProxyType({"content-type": _JSON})
 _NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
@@ -98,40 +93,26 @@ _MODEL_TAILS: Final[Mapping[str, tuple[str, int]]] = MappingProxyType(
     {"": ("GET", _MODEL_META), "ready": ("GET", _MODEL_READY), "infer": ("POST", _INFER)}
 )
 
-# a route resolved to a model call: (is it V2 infer, the service)
-_Call = tuple[bool, Service]
+# a route resolved to a model call: (the protocol's codec, None for /predict; the service)
+_Call = tuple["Codec | None", Service]
 
 
-def _parse_timeout(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise RequestError(f"{TIMEOUT_HEADER} must be a positive number of seconds")
-    return seconds
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def _timeout(headers: Mapping[str, str]) -> float | None:
-    value = headers.get(TIMEOUT_HEADER)
-    return None if value is None else _parse_timeout(value)
+class V2UnavailableError(ServiceError):
+    """The V2 routes need NumPy, and it is not installed."""
+
+    code, http_status, grpc_status = "not_implemented", 501, "UNIMPLEMENTED"
 
 
-def _v2_error(error: ModelDeployError) -> Response:
-    # the protocol's "bad request" is 400: a request that does not fit the model is one
+def _v2_error_response(error: ModelDeployError) -> Response:
+    # the V2 protocol's error body, {"error": message}, without importing the codec
     status = 400 if isinstance(error, ValidationError) else error.http_status
-    body = v2.dumps_json(v2.error_body(error))
     extra = error.headers()
     headers = {"content-type": _JSON, **extra} if extra else _JSON_HEADERS
-    return Response(status, headers, body)
-
-
-def _plain_error(error: ModelDeployError) -> Response:
-    # the same body Service.handle writes: {"error": {"code", "message"}}
-    body = v2.dumps_json({"error": error.to_dict()})
-    extra = error.headers()
-    headers = {"content-type": _JSON, **extra} if extra else _JSON_HEADERS
-    return Response(error.http_status, headers, body)
+    return Response(status, headers, _dumps({"error": error.message}))
 
 
 def _not_allowed(allowed: str, v2_route: bool) -> Response:
@@ -199,7 +180,11 @@ class HTTPApp:
         self._multiprocess = registry is None and bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         # /predict is unambiguous only with one service
         self._single = next(iter(self.services.values())) if len(self.services) == 1 else None
-        self._server_metadata = Response(200, _JSON_HEADERS, v2.dumps_json(v2.server_metadata()))
+        self._v2 = _import_v2()
+        extensions = self._v2.EXTENSIONS if self._v2 is not None else ()
+        metadata = {"name": "modeldeploy", "version": __version__, "extensions": list(extensions)}
+        self._server_metadata = Response(200, _JSON_HEADERS, _dumps(metadata))
+        self._rest_codec: Codec | None = self._v2.RestCodec() if self._v2 is not None else None
         self._unstarted = True
         self._start_lock = threading.Lock()
 
@@ -235,10 +220,8 @@ class HTTPApp:
             resolved = self._resolve(method, path, headers, body)
             if type(resolved) is Response:
                 return resolved
-            infer, service = resolved  # type: ignore[misc]
-            if infer:
-                return self._infer(service, headers, body)
-            return service.handle(self._predict_request(headers, body))
+            codec, service = resolved  # type: ignore[misc]
+            return service.handle(_request(headers, body), codec)
         except ModelDeployError as exc:
             return self.error(path, exc)
         except Exception:
@@ -265,10 +248,8 @@ class HTTPApp:
             resolved = self._resolve(method, path, headers, body)
             if type(resolved) is Response:
                 return resolved
-            infer, service = resolved  # type: ignore[misc]
-            if infer:
-                return await self._ainfer(service, headers, body)
-            return await service.ahandle(self._predict_request(headers, body))
+            codec, service = resolved  # type: ignore[misc]
+            return await service.ahandle(_request(headers, body), codec)
         except ModelDeployError as exc:
             return self.error(path, exc)
         except Exception:
@@ -288,7 +269,7 @@ class HTTPApp:
 
         .. versionadded:: 0.1.0
         """
-        return _v2_error(error) if path.startswith(_V2_PREFIX) else _plain_error(error)
+        return _v2_error_response(error) if path.startswith(_V2_PREFIX) else error_response(error)
 
     def start_services(self) -> str | None:
         """
@@ -347,7 +328,7 @@ class HTTPApp:
             if kind == _PREDICT:
                 if self._single is None:
                     return _NOT_FOUND_PLAIN
-                return False, self._single
+                return None, self._single
             if kind == _LIVE:
                 return _LIVE_OK if all(s.health() for s in self.services.values()) else _FALSE
             if kind == _READY:
@@ -363,7 +344,7 @@ class HTTPApp:
                 return _NOT_FOUND_PLAIN
             if method != "POST":
                 return _not_allowed("POST", False)
-            return False, self._service(name, None)
+            return None, self._service(name, None)
         return _NOT_FOUND_V2 if path.startswith(_V2_PREFIX) else _NOT_FOUND_PLAIN
 
     def _resolve_v2_model(self, method: str, rest: str) -> Response | _Call:
@@ -386,10 +367,13 @@ class HTTPApp:
         if method != allowed:
             return _not_allowed(allowed, True)
         service = self._service(parts[0], version)
-        if kind == _INFER:
-            return True, service
         if kind == _MODEL_READY:
             return _LIVE_OK if service.ready() else _FALSE
+        v2 = self._v2
+        if v2 is None:
+            raise V2UnavailableError(_NO_NUMPY)
+        if kind == _INFER:
+            return self._rest_codec, service
         body = v2.model_metadata(service.name, service.signature, versions=[service.version])
         return Response(200, _JSON_HEADERS, v2.dumps_json(body))
 
@@ -403,51 +387,6 @@ class HTTPApp:
 
     # -- routes ------------------------------------------------------------------------
 
-    def _predict_request(self, headers: Mapping[str, str], body: bytes | memoryview) -> Request:
-        timeout = headers.get(TIMEOUT_HEADER)
-        return Request(
-            body,
-            headers.get("content-type") or _JSON,
-            headers.get("accept") or "*/*",
-            headers,
-            None if timeout is None else _monotonic() + _parse_timeout(timeout),
-        )
-
-    def _v2_decode(
-        self, service: Service, headers: Mapping[str, str], body: bytes | memoryview
-    ) -> tuple[v2.InferRequest, Any, float | None]:
-        timeout = _timeout(headers)
-        header_length = v2.parse_header_length(headers.get("inference-header-content-length"))
-        request = v2.decode_infer_request(
-            body, header_length, max_body_size=min(service.max_body_size, self.max_body_size)
-        )
-        return request, v2.inputs_for_predictor(request, service.signature), timeout
-
-    def _v2_encode(self, service: Service, request: v2.InferRequest, prediction: Any) -> Response:
-        outputs = v2.outputs_from_prediction(prediction, service.signature)
-        body, headers = v2.encode_infer_response(
-            outputs,
-            model_name=service.name,
-            model_version=service.version,
-            id=request.id,
-            requested=request.outputs,
-            binary_data_output=request.binary_data_output,
-        )
-        return Response(200, {k.lower(): v for k, v in headers.items()}, body)
-
-    def _infer(
-        self, service: Service, headers: Mapping[str, str], body: bytes | memoryview
-    ) -> Response:
-        request, inputs, timeout = self._v2_decode(service, headers, body)
-        return self._v2_encode(service, request, service.predict(inputs, timeout=timeout))
-
-    async def _ainfer(
-        self, service: Service, headers: Mapping[str, str], body: bytes | memoryview
-    ) -> Response:
-        request, inputs, timeout = self._v2_decode(service, headers, body)
-        prediction = await service.apredict(inputs, timeout=timeout)
-        return self._v2_encode(service, request, prediction)
-
     def _metrics(self, headers: Mapping[str, str]) -> Response:
         encoder, content_type = choose_encoder(headers.get("accept", ""))
         registry = self._registry
@@ -458,6 +397,27 @@ class HTTPApp:
     def _internal(self, method: str, path: str) -> Response:
         logger.exception("unexpected error answering %s %r", method, path)
         return _INTERNAL_V2 if path.startswith(_V2_PREFIX) else _INTERNAL_PLAIN
+
+
+_NO_NUMPY: Final = "the V2 routes need numpy: pip install 'modeldeploy[numpy]'"
+
+
+def _import_v2() -> ModuleType | None:
+    """The V2 codec module, or None (logged once per app) where numpy is missing."""
+    try:
+        return importlib.import_module("modeldeploy.v2")
+    except ModuleNotFoundError as exc:
+        if exc.name != "numpy":
+            raise
+        logger.warning("%s; /predict and /metrics work without it", _NO_NUMPY)
+        return None
+
+
+def _request(headers: Mapping[str, str], body: bytes | memoryview) -> Request:
+    # the deadline header is read on the service's path, where its error is observed
+    return Request(
+        body, headers.get("content-type") or _JSON, headers.get("accept") or "*/*", headers
+    )
 
 
 def _multiprocess_registry() -> CollectorRegistry:

@@ -24,8 +24,12 @@ class Request:
         accept: The ``Accept`` header; picks the encoder.
         headers: Other headers, lower-case names (for request ids and the like).
         deadline: Absolute ``time.monotonic()`` after which the answer is
-            useless, or ``None`` for the service's timeout. It may come before
-            the service's timeout, never after: the service caps it.
+            useless, or ``None`` for the ``x-request-timeout`` header (if
+            sent) or else the service's timeout. It may come before the
+            service's timeout, never after: the service caps it.
+        message: The request already decoded by its transport, for protocols
+            whose framework parses the body itself (the V2 gRPC
+            ``ModelInferRequest``); ``None`` for a body the codec decodes.
 
     .. versionadded:: 0.1.0
     """
@@ -35,6 +39,7 @@ class Request:
     accept: str = "*/*"
     headers: Mapping[str, str] = attrs.field(default=_EMPTY, repr=False)
     deadline: float | None = None
+    message: Any = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen
@@ -100,6 +105,9 @@ class TensorSpec:
             Python value, or ``"bytes"`` / ``"str"``.
         shape: Dimensions of one item, without the batch axis; ``-1`` marks a
             free dimension. ``None`` accepts any shape.
+        optional: An input a request may leave out (Triton's ``optional``);
+            the model then receives the mapping of the inputs that were sent.
+            Meaningless for outputs.
 
     .. versionadded:: 0.1.0
     """
@@ -109,6 +117,7 @@ class TensorSpec:
     shape: tuple[int, ...] | None = attrs.field(
         default=None, converter=attrs.converters.optional(_shape)
     )
+    optional: bool = False
 
 
 def _specs(specs: Iterable[TensorSpec]) -> tuple[TensorSpec, ...]:
@@ -121,7 +130,8 @@ class Signature:
     A model's declared inputs and outputs.
 
     A model with one input receives the value itself; a model with several
-    receives a mapping from input name to value.
+    receives a mapping from input name to value (only the optional inputs that
+    were sent).
 
     .. versionadded:: 0.1.0
     """

@@ -12,15 +12,15 @@ import asyncio
 import copy
 import enum
 import itertools
-import json
 import logging
+import math
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 from ._workers import (
     Admission,
@@ -35,6 +35,7 @@ from ._workers import (
     call_one,
     execute_one,
 )
+from .codecs import Codec, PredictCodec
 from .errors import (
     DeadlineExceededError,
     ModelDeployError,
@@ -43,17 +44,17 @@ from .errors import (
     PayloadTooLargeError,
     PredictionError,
     RequestCancelledError,
+    RequestError,
 )
 from .events import BatchExecuted, ModelLoaded
 from .interfaces import Predictor, Serializer
-from .messages import Request, Response, Signature, make_response
+from .messages import Request, Response, Signature
 from .monitors.composite import CompositeMonitor, RequestObserver
-from .negotiation import Negotiator
 from .predictors import predictor as make_predictor
 from .serializers._base import DEFAULT_MAX_SIZE
 from .validation import compile_validator
 
-__all__ = ["MAX_QUEUE", "Service", "State"]
+__all__ = ["MAX_QUEUE", "TIMEOUT_HEADER", "Service", "State"]
 
 logger = logging.getLogger("modeldeploy")
 
@@ -65,7 +66,13 @@ sensible deadline, and its free places are kept as tokens.
 .. versionadded:: 0.1.0
 """
 
-_CODECS_CACHED = 256  # distinct (Content-Type, Accept) pairs remembered
+TIMEOUT_HEADER: Final = "x-request-timeout"
+"""
+Request header giving the seconds a request may take (``0.25``); the service's
+``timeout`` applies without it, and caps it.
+
+.. versionadded:: 0.1.0
+"""
 
 _monotonic = time.monotonic
 _perf_counter = time.perf_counter
@@ -87,20 +94,6 @@ class State(enum.Enum):
 
 
 _READY = State.READY
-
-
-def _ok_response(encoder: Serializer, value: Any, request_id: str) -> Response:
-    headers = {"content-type": encoder.media_type, "x-request-id": request_id}
-    return make_response(200, headers, encoder.dumps(value))
-
-
-def _error_response(error: ModelDeployError, request_id: str) -> Response:
-    # errors are always JSON: the client may not read what it asked for (that
-    # may be the very error), and every HTTP client reads JSON
-    body = json.dumps({"error": error.to_dict()}, separators=(",", ":")).encode()
-    headers = {"content-type": "application/json", "x-request-id": request_id}
-    headers.update(error.headers())
-    return Response(error.http_status, headers, body)
 
 
 class Service:
@@ -197,7 +190,8 @@ class Service:
             from .serializers import get
 
             serializers = [get("json"), get("msgpack")]
-        self.negotiator = Negotiator(serializers)
+        self._codec = PredictCodec(serializers)
+        self.negotiator = self._codec.negotiator
         self.workers = workers
         self.replicas = replicas
         self.timeout = timeout
@@ -216,8 +210,6 @@ class Service:
         self._pool: WorkerPool | None = None
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex() + "-"
-        # (Content-Type, Accept) -> (decoder, encoder), as negotiated
-        self._codecs: dict[tuple[str, str], tuple[Serializer, Serializer]] = {}
 
     # -- life cycle -------------------------------------------------------------
 
@@ -456,21 +448,35 @@ class Service:
 
     # -- handle: the whole request flow ---------------------------------------------
 
-    def handle(self, request: Request) -> Response:
+    def handle(self, request: Request, codec: Codec | None = None) -> Response:
         """
         Decode, validate, predict and encode one request; never raises.
 
-        Every :class:`~modeldeploy.ModelDeployError` becomes a response with
-        the error's HTTP status and a JSON body ``{"error": {"code", "message"}}``;
-        any other exception becomes a 500 with no detail (it is logged).
+        This is the one path of every request, whatever its protocol: the size
+        limit, readiness, deadline, request id, admission, monitors and error
+        mapping are the same; only the *codec* differs.
+
+        Args:
+            request: The request.
+            codec: How the request's protocol decodes, encodes and reports
+                errors (:mod:`modeldeploy.codecs`); by default ``/predict``'s,
+                the serializers chosen by ``Content-Type`` and ``Accept``.
+
+        Returns:
+            The response. Every :class:`~modeldeploy.ModelDeployError` becomes
+            the codec's error response with the error's status (for
+            ``/predict``, a JSON body ``{"error": {"code", "message"}}``); any
+            other exception a 500 with no detail (it is logged).
         """
+        if codec is None:
+            codec = self._codec
         started = _perf_counter()
         request_id = request.headers.get("x-request-id") or self._id_prefix + str(next(self._ids))
         requests = self._requests
         if requests is not None:
             requests.start(request_id)
         try:
-            deployment, encoder, x, deadline = self._prepare(request)
+            deployment, x, reply, deadline = self._prepare(request, codec)
             admission = self._admission
             admission.acquire()
             if self._pool is None:
@@ -482,15 +488,14 @@ class Service:
                 waiter = Waiter()
                 self._pool.put(Job(deployment, x, deadline, waiter))
                 value = _wait(waiter, deadline)
-            headers = {"content-type": encoder.media_type, "x-request-id": request_id}
-            response = make_response(200, headers, encoder.dumps(value))
+            response = codec.encode(reply, value, request_id, deployment)
         except Exception as exc:
-            return self._failed(requests, started, request_id, exc)
+            return self._failed(requests, started, request_id, exc, codec)
         if requests is not None:
             requests.end(request_id, _perf_counter() - started, None)
         return response
 
-    async def ahandle(self, request: Request) -> Response:
+    async def ahandle(self, request: Request, codec: Codec | None = None) -> Response:
         """
         :meth:`handle` for asyncio: the same flow, never blocking the event loop.
 
@@ -500,19 +505,23 @@ class Service:
         .. versionadded:: 0.1.0
         """
         if self._pool is None:
-            return await asyncio.get_running_loop().run_in_executor(None, self.handle, request)
+            return await asyncio.get_running_loop().run_in_executor(
+                None, self.handle, request, codec
+            )
+        if codec is None:
+            codec = self._codec
         started = _perf_counter()
         request_id = request.headers.get("x-request-id") or self._new_id()
         requests = self._requests
         if requests is not None:
             requests.start(request_id)
         try:
-            deployment, encoder, x, deadline = self._prepare(request)
+            deployment, x, reply, deadline = self._prepare(request, codec)
             self._admission.acquire()
             waiter = AsyncWaiter(asyncio.get_running_loop())
             self._pool.put(Job(deployment, x, deadline, waiter))
             value = await _await(waiter.future, deadline)
-            response = _ok_response(encoder, value, request_id)
+            response = codec.encode(reply, value, request_id, deployment)
         except asyncio.CancelledError:
             # the caller gave up; the job, if queued, still runs and is released
             if requests is not None:
@@ -520,7 +529,7 @@ class Service:
                 requests.end(request_id, _perf_counter() - started, error)
             raise
         except Exception as exc:
-            return self._failed(requests, started, request_id, exc)
+            return self._failed(requests, started, request_id, exc, codec)
         if requests is not None:
             requests.end(request_id, _perf_counter() - started, None)
         return response
@@ -531,6 +540,7 @@ class Service:
         started: float,
         request_id: str,
         exc: Exception,
+        codec: Codec,
     ) -> Response:
         """The error response for *exc*, observed; a bug becomes a bare, logged 500."""
         if isinstance(exc, ModelDeployError):
@@ -541,9 +551,11 @@ class Service:
             error.__cause__ = exc
         if requests is not None:
             requests.end(request_id, _perf_counter() - started, error)
-        return _error_response(error, request_id)
+        return codec.error(error, request_id)
 
-    def _prepare(self, request: Request) -> tuple[Deployment, Serializer, Any, float | None]:
+    def _prepare(
+        self, request: Request, codec: Codec
+    ) -> tuple[Deployment, Any, Any, float | None]:
         """Check, decode and validate a request: everything before the queue."""
         body = request.body
         size = body.nbytes if type(body) is memoryview else len(body)
@@ -554,27 +566,17 @@ class Service:
         deployment = self._deployment
         if deployment is None or self._state is not _READY:
             raise NotReadyError(f"model {self.name!r} is {self._state.value}")
-        codecs = self._codecs.get((request.content_type, request.accept))
-        if codecs is None:
-            codecs = self._negotiate(request.content_type, request.accept)
-        decoder, encoder = codecs
-        x = decoder.loads(body)
-        if deployment.validate is not None:
-            x = deployment.validate(x)
         deadline = request.deadline
+        if deadline is None:
+            timeout = request.headers.get(TIMEOUT_HEADER)
+            if timeout is not None:
+                deadline = _monotonic() + parse_timeout(timeout)
         if self.timeout is not None:  # a client's deadline may come sooner, never later
             latest = _monotonic() + self.timeout
             if deadline is None or deadline > latest:
                 deadline = latest
-        return deployment, encoder, x, deadline
-
-    def _negotiate(self, content_type: str, accept: str) -> tuple[Serializer, Serializer]:
-        """The decoder and encoder for a pair of headers; raise 415 or 406 before any work."""
-        decoder = self.negotiator.decoder(content_type)
-        codecs = decoder, self.negotiator.encoder(accept, decoder)
-        if len(self._codecs) < _CODECS_CACHED:  # headers are client data: bound the cache
-            self._codecs[content_type, accept] = codecs
-        return codecs
+        x, reply = codec.decode(request, deployment)
+        return deployment, x, reply, deadline
 
     # -- monitors ---------------------------------------------------------------
 
@@ -593,6 +595,24 @@ class Service:
         self._monitor.on_batch(
             BatchExecuted(model.name, model.version, size, queue_wait_s, compute_s)
         )
+
+
+def parse_timeout(value: str) -> float:
+    """
+    Read a :data:`TIMEOUT_HEADER` value: positive, finite seconds.
+
+    Raises:
+        RequestError: Anything else.
+
+    .. versionadded:: 0.1.0
+    """
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise RequestError(f"{TIMEOUT_HEADER} must be a positive number of seconds")
+    return seconds
 
 
 def _wait(waiter: Waiter, deadline: float | None) -> Any:

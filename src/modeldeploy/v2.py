@@ -4,13 +4,19 @@ The Open Inference Protocol (KServe V2) codec, as pure functions.
 Turns a V2 inference request body (JSON tensors and the binary tensor extension)
 into NumPy arrays, model outputs back into a V2 response body, and builds the
 metadata and error bodies. The gRPC half converts the protocol's protobuf
-messages the same way. Nothing here speaks HTTP or gRPC: adapters call these
-functions and write what they return.
+messages the same way. Nothing here speaks HTTP or gRPC: :class:`RestCodec` and
+:class:`GrpcCodec` package these functions as the codecs that the service's one
+request path runs (:mod:`modeldeploy.codecs`), so a V2 request is admitted,
+limited, timed and observed exactly as a ``/predict`` request is.
 
 Errors follow :mod:`modeldeploy.errors`: a body that breaks the protocol is a
 :class:`~modeldeploy.errors.DecodeError` (400), a request that does not fit the
-model's signature a :class:`~modeldeploy.errors.ValidationError` (422), outputs
-that cannot be encoded an :class:`~modeldeploy.errors.EncodeError` (500).
+model's signature a :class:`~modeldeploy.errors.ValidationError` (400 over V2),
+an output the client asked for as JSON that JSON cannot carry a
+:class:`~modeldeploy.errors.NotAcceptableError` (406), outputs that cannot be
+encoded at all an :class:`~modeldeploy.errors.EncodeError` (500).
+
+This module needs NumPy (``pip install 'modeldeploy[numpy]'``).
 """
 
 from __future__ import annotations
@@ -28,12 +34,19 @@ import numpy as np
 import numpy.typing as npt
 
 from ._version import __version__
-from .errors import DecodeError, EncodeError, ModelDeployError, ValidationError
-from .messages import Signature, TensorSpec
+from .errors import (
+    DecodeError,
+    EncodeError,
+    ModelDeployError,
+    NotAcceptableError,
+    ValidationError,
+)
+from .messages import Request, Response, Signature, TensorSpec, make_response
 from .serializers._base import DEFAULT_MAX_SIZE, check_size
 
 if TYPE_CHECKING:
     from ._proto.inference import grpc_service_pb2 as pb
+    from ._workers import Deployment
 
 try:
     import orjson
@@ -44,8 +57,10 @@ __all__ = [
     "DATATYPES",
     "EXTENSIONS",
     "HEADER_LENGTH",
+    "GrpcCodec",
     "InferRequest",
     "RequestedOutput",
+    "RestCodec",
     "datatype_to_dtype",
     "decode_infer_request",
     "dtype_to_datatype",
@@ -58,6 +73,7 @@ __all__ = [
     "model_metadata",
     "model_metadata_to_grpc",
     "outputs_from_prediction",
+    "parse_grpc_request",
     "parse_header_length",
     "server_metadata",
     "server_metadata_to_grpc",
@@ -523,22 +539,25 @@ def inputs_for_predictor(
     request: InferRequest, signature: Signature | None = None
 ) -> npt.NDArray[Any] | dict[str, npt.NDArray[Any]]:
     """
-    Shape a request's inputs for the model, checking names against its signature.
+    Shape a request's inputs for the model, checking them against its signature.
 
     A model with one input gets the array itself; any other gets a mapping from
     input name to array (in signature order when there is a signature). With a
-    signature, every declared input must be sent and no other, and every
-    requested output must be declared (when the signature declares outputs).
-    Datatypes and shapes are left to the service's validator
-    (:mod:`modeldeploy.validation`), which applies one policy to every protocol.
+    signature, every declared input must be sent but the optional ones, no
+    other, each with the datatype the signature declares (the protocol does
+    not convert: an ``INT64`` tensor for an ``FP32`` input is refused, as
+    Triton refuses it), and every requested output must be declared (when the
+    signature declares outputs). An input declared ``"object"`` takes any
+    datatype. Shapes are left to the service's validator
+    (:mod:`modeldeploy.validation`).
 
     Args:
         request: The decoded request.
         signature: The model's signature, or ``None`` to accept any inputs.
 
     Raises:
-        ValidationError: An input is missing or unexpected, or an output unknown;
-            the message names it.
+        ValidationError: An input is missing, unexpected or of another
+            datatype, or an output unknown; the message names it.
 
     .. versionadded:: 0.1.0
     """
@@ -547,30 +566,62 @@ def inputs_for_predictor(
         if len(inputs) == 1:
             return next(iter(inputs.values()))
         return dict(inputs)
-    declared = [spec.name for spec in signature.inputs]
+    specs = signature.inputs
+    declared = [spec.name for spec in specs]
     extra = [name for name in inputs if name not in declared]
     if extra:
         raise ValidationError(f"unexpected input {extra[0]!r}; the model takes {declared}")
-    missing = [name for name in declared if name not in inputs]
-    if missing:
-        raise ValidationError(f"missing input {missing[0]!r}; the model takes {declared}")
+    for spec in specs:
+        array = inputs.get(spec.name)
+        if array is None:
+            if not spec.optional:
+                raise ValidationError(f"missing input {spec.name!r}; the model takes {declared}")
+            continue
+        expected = _spec_datatype(spec)
+        if expected is not None:
+            sent = _datatype_of(array.dtype)
+            if sent != expected:
+                raise ValidationError(
+                    f"input {spec.name!r}: datatype {sent} does not match the model's {expected}"
+                )
     if signature.outputs:
         known = [spec.name for spec in signature.outputs]
         for output in request.outputs:
             if output.name not in known:
                 raise ValidationError(f"unknown output {output.name!r}; the model has {known}")
-    if len(declared) == 1:
+    if len(declared) == 1 and declared[0] in inputs:
         return inputs[declared[0]]
-    return {name: inputs[name] for name in declared}
+    return {name: inputs[name] for name in declared if name in inputs}
+
+
+# decoded dtype -> its V2 datatype; every decoded tensor has one of DATATYPES' dtypes
+_DATATYPE_OF_DTYPE: Final[Mapping[np.dtype[Any], str]] = MappingProxyType(
+    {dtype: name for name, dtype in DATATYPES.items()}
+)
+
+
+def _datatype_of(dtype: np.dtype[Any]) -> str:
+    name = _DATATYPE_OF_DTYPE.get(dtype)
+    return name if name is not None else dtype_to_datatype(dtype)
 
 
 def _spec_datatype(spec: TensorSpec) -> str | None:
     """Return the V2 datatype a TensorSpec demands, ``None`` for any."""
-    if spec.dtype == "object":
-        return None
-    if spec.dtype in ("bytes", "str"):
-        return "BYTES"
-    return dtype_to_datatype(spec.dtype)
+    datatype = _SPEC_DATATYPES.get(spec.dtype, _UNKNOWN)
+    if datatype is _UNKNOWN:
+        if spec.dtype == "object":
+            datatype = None
+        elif spec.dtype in ("bytes", "str"):
+            datatype = "BYTES"
+        else:
+            datatype = dtype_to_datatype(spec.dtype)
+        if len(_SPEC_DATATYPES) < 64:  # dtype names come from code, not clients
+            _SPEC_DATATYPES[spec.dtype] = datatype
+    return datatype  # type: ignore[return-value]
+
+
+_UNKNOWN: Final = object()
+_SPEC_DATATYPES: dict[str, object] = {}
 
 
 def outputs_from_prediction(
@@ -679,8 +730,10 @@ def encode_infer_response(
 
     Raises:
         ValidationError: A requested output is not among *outputs*.
-        EncodeError: An output has no V2 datatype, a float output sent as JSON is
-            NaN or infinite, or a BYTES output sent as JSON is not UTF-8.
+        EncodeError: An output has no V2 datatype.
+        NotAcceptableError: An output the client asked for as JSON cannot be
+            JSON: a float output is NaN or infinite, a BYTES output is not
+            UTF-8 (the binary form carries both).
 
     .. versionadded:: 0.1.0
     """
@@ -762,12 +815,16 @@ def _to_json_data(array: npt.NDArray[Any], datatype: str, name: str) -> Any:
         try:
             return [item.decode() for item in _text_items(array, name)]
         except UnicodeDecodeError as exc:
-            raise EncodeError(
-                f"output {name!r} holds bytes that are not UTF-8; request it as binary_data"
+            raise NotAcceptableError(
+                f"output {name!r} holds bytes that are not UTF-8, which JSON cannot carry; "
+                "request it with the binary_data parameter"
             ) from exc
     flat = array.ravel()
     if flat.dtype.kind == "f" and not np.isfinite(flat).all():
-        raise EncodeError(f"output {name!r} holds NaN or infinity; request it as binary_data")
+        raise NotAcceptableError(
+            f"output {name!r} holds NaN or infinity, which JSON cannot carry; "
+            "request it with the binary_data parameter"
+        )
     if orjson is not None:
         # orjson writes a contiguous native array directly, without Python floats
         return np.ascontiguousarray(flat, dtype=flat.dtype.newbyteorder("="))
@@ -827,7 +884,8 @@ def model_metadata(
 
     Each tensor's ``datatype`` comes from its NumPy dtype name (``"object"``,
     ``"bytes"`` and ``"str"`` are ``BYTES``) and its ``shape`` keeps ``-1`` for a
-    free dimension; a tensor of any shape is published as ``[-1]``.
+    free dimension; a tensor of any shape is published as ``[-1]``. An optional
+    input carries ``"optional": true``.
 
     Args:
         name: The model's name.
@@ -847,16 +905,20 @@ def model_metadata(
         "versions": list(versions),
         "platform": platform,
         "inputs": [_tensor_metadata(spec) for spec in specs_in],
-        "outputs": [_tensor_metadata(spec) for spec in specs_out],
+        "outputs": [_tensor_metadata(attrs.evolve(spec, optional=False)) for spec in specs_out],
     }
 
 
 def _tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
-    return {
+    metadata: dict[str, Any] = {
         "name": spec.name,
         "datatype": _spec_datatype(spec) or "BYTES",
         "shape": list(spec.shape) if spec.shape is not None else [-1],
     }
+    if spec.optional:
+        # Triton's model configuration word; the gRPC TensorMetadata has no such field
+        metadata["optional"] = True
+    return metadata
 
 
 def error_body(error: ModelDeployError) -> dict[str, str]:
@@ -1032,6 +1094,10 @@ def infer_response_to_grpc(
     return response
 
 
+def _grpc_tensor(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: spec[key] for key in ("name", "datatype", "shape")}
+
+
 def _set_parameter(parameter: Any, value: bool | int | float | str) -> None:
     if isinstance(value, bool):
         parameter.bool_param = value
@@ -1070,7 +1136,130 @@ def model_metadata_to_grpc(metadata: Mapping[str, Any]) -> pb.ModelMetadataRespo
         name=metadata["name"],
         versions=metadata["versions"],
         platform=metadata["platform"],
-        inputs=[tensor(**spec) for spec in metadata["inputs"]],
-        outputs=[tensor(**spec) for spec in metadata["outputs"]],
+        inputs=[tensor(**_grpc_tensor(spec)) for spec in metadata["inputs"]],
+        outputs=[tensor(**_grpc_tensor(spec)) for spec in metadata["outputs"]],
     )
     return response
+
+
+# -- the codecs the service's one request path runs ------------------------------------
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {key.lower(): value for key, value in headers.items()}
+
+
+class RestCodec:
+    """
+    The V2 REST codec (``POST /v2/models/{name}/infer``): JSON and binary tensors.
+
+    Decodes with :func:`decode_infer_request`, checks the inputs with
+    :func:`inputs_for_predictor` and the service's validator, and answers with
+    :func:`encode_infer_response`. Errors are the protocol's
+    ``{"error": message}``; a request that does not fit the model is the
+    protocol's "bad request", 400 (not 422).
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ()
+
+    def decode(self, request: Request, deployment: Deployment, /) -> tuple[Any, InferRequest]:
+        """Decode the body (the service has checked its size) and check it against the model."""
+        header_length = parse_header_length(request.headers.get("inference-header-content-length"))
+        infer = decode_infer_request(request.body, header_length, max_body_size=None)
+        x = inputs_for_predictor(infer, deployment.signature)
+        validate = deployment.validate
+        return (x if validate is None else validate(x)), infer
+
+    def encode(
+        self, reply: InferRequest, value: Any, request_id: str, deployment: Deployment, /
+    ) -> Response:
+        """Encode the model's output as the request asked (JSON or binary tensors)."""
+        body, headers = encode_infer_response(
+            outputs_from_prediction(value, deployment.signature),
+            model_name=deployment.name,
+            model_version=deployment.version,
+            id=reply.id,
+            requested=reply.outputs,
+            binary_data_output=reply.binary_data_output,
+        )
+        headers = _lower(headers)
+        headers["x-request-id"] = request_id
+        return make_response(200, headers, body)
+
+    def error(self, error: ModelDeployError, request_id: str, /) -> Response:
+        """The protocol's error body, ``{"error": message}``."""
+        # the protocol's "bad request" is 400: a request that does not fit the model is one
+        status = 400 if isinstance(error, ValidationError) else error.http_status
+        headers = {"content-type": "application/json", "x-request-id": request_id}
+        headers.update(error.headers())
+        return Response(status, headers, dumps_json(error_body(error)))
+
+
+class GrpcCodec:
+    """
+    The V2 gRPC codec (``ModelInfer``): the ``ModelInferRequest`` message.
+
+    The gRPC adapter hands over the message grpc parsed
+    (:attr:`Request.message <modeldeploy.Request.message>`) with its raw bytes
+    as the body, so its size is checked like any body's. A success answers
+    with the serialized ``ModelInferResponse``, every output in
+    ``raw_output_contents``; an error with an empty body and its gRPC status
+    and message in the ``grpc-status`` and ``grpc-message`` headers, which the
+    adapter turns into the call's status.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ()
+
+    def decode(self, request: Request, deployment: Deployment, /) -> tuple[Any, InferRequest]:
+        """Decode the message and check it against the model."""
+        message = request.message
+        if message is None:
+            message = parse_grpc_request(request.body)
+        infer = infer_request_from_grpc(message)
+        x = inputs_for_predictor(infer, deployment.signature)
+        validate = deployment.validate
+        return (x if validate is None else validate(x)), infer
+
+    def encode(
+        self, reply: InferRequest, value: Any, request_id: str, deployment: Deployment, /
+    ) -> Response:
+        """Serialize the ``ModelInferResponse``."""
+        message = infer_response_to_grpc(
+            outputs_from_prediction(value, deployment.signature),
+            model_name=deployment.name,
+            model_version=deployment.version,
+            id=reply.id,
+            requested=reply.outputs,
+        )
+        return make_response(200, {"x-request-id": request_id}, message.SerializeToString())
+
+    def error(self, error: ModelDeployError, request_id: str, /) -> Response:
+        """The error's gRPC status in headers; any extra header (Retry-After) travels too."""
+        headers = {
+            "grpc-status": error.grpc_status,
+            "grpc-message": error.message,
+            "x-request-id": request_id,
+        }
+        # gRPC metadata keys are lower case
+        headers.update(_lower(error.headers()))
+        return Response(error.http_status, headers, b"")
+
+
+def parse_grpc_request(body: bytes | memoryview) -> pb.ModelInferRequest:
+    """
+    Parse a serialized ``ModelInferRequest``.
+
+    Raises:
+        DecodeError: *body* is not one.
+
+    .. versionadded:: 0.1.0
+    """
+    try:
+        message: pb.ModelInferRequest = _pb().ModelInferRequest.FromString(bytes(body))
+    except Exception as exc:  # protobuf's DecodeError, or a recursion limit
+        raise DecodeError("the body is not a ModelInferRequest message") from exc
+    return message

@@ -13,16 +13,20 @@ The rules, for one item (shapes leave out the batch axis):
   inputs takes a mapping with exactly those names, and the model receives a new
   ``dict`` in signature order. A signature with no inputs, or no signature,
   accepts anything unchanged.
+* **Optional inputs** (``TensorSpec(..., optional=True)``) may be left out of
+  the mapping; the model then receives only the inputs that were sent.
 * **Numeric dtypes** (``bool``, ``int*``, ``uint*``, ``float*``, ``complex*``):
   the value becomes a NumPy array of the declared dtype. An array of that dtype
   passes without a copy; anything else goes through ``np.asarray`` and is cast
   when ``np.can_cast(src, dst, "same_kind")`` allows it: ints and bools widen
   to floats, ``float64`` (JSON numbers) narrows to ``float32``; and between
   integer dtypes of either signedness (JSON integers are ``int64``, an image
-  input is ``uint8``). A narrowing cast must keep every value: an integer out
-  of the target's range, or a finite float that would overflow to infinity,
-  is refused. Floats never become ints, numbers never become bools, strings
-  never become numbers.
+  input is ``uint8``). No cast changes a value silently: an integer out of the
+  target's range, an integer the target float cannot hold exactly (``2**24 + 1``
+  as ``float32``), or a finite float that would overflow to infinity is
+  refused. Floats never become ints, numbers never become bools, strings never
+  become numbers. (The V2 protocol is stricter: a tensor's datatype must be the
+  declared one, see :mod:`modeldeploy.v2`.)
 * **``"str"`` / ``"bytes"``**: a Python ``str`` (``bytes``) for a scalar
   input, or an array or nested list of them, which becomes an object array
   (arrays of NumPy kind ``U`` / ``S`` pass as they are).
@@ -59,7 +63,7 @@ Validator = Callable[[Any], Any]
 
 _NUMERIC_KINDS = "biufc"
 _MAX_PLANS = 64  # cast decisions cached per source dtype; bounded, clients pick dtypes
-_SAME, _SAFE, _NARROW_INT, _NARROW, _REFUSE = range(5)
+_SAME, _SAFE, _NARROW_INT, _NARROW, _REFUSE, _INT_TO_FLOAT = range(6)
 _MAX_NAME_CHARS = 64
 _KIND_NAMES = {"U": "str", "S": "bytes", "O": "object"}
 
@@ -115,7 +119,8 @@ def compile_validator(signature: Signature | None) -> Validator:
     checks = {spec.name: _compile_spec(spec) for spec in signature.inputs}
     if len(signature.inputs) == 1:
         return _one_input(signature.inputs[0], checks[names[0]])
-    return _many_inputs(names, checks)
+    optional = frozenset(spec.name for spec in signature.inputs if spec.optional)
+    return _many_inputs(names, checks, optional)
 
 
 @lru_cache(maxsize=64)
@@ -150,10 +155,12 @@ def _names_text(names: list[str]) -> str:
     return ", ".join(repr(n) for n in names)
 
 
-def _check_names(value: Mapping[Any, Any], names: list[str]) -> None:
+def _check_names(
+    value: Mapping[Any, Any], names: list[str], optional: frozenset[str] = frozenset()
+) -> None:
     """Raise the ValidationError that says how *value*'s keys differ from *names*."""
     problems = []
-    missing = [n for n in names if n not in value]
+    missing = [n for n in names if n not in value and n not in optional]
     if missing:
         label = "input" if len(missing) == 1 else "inputs"
         problems.append(f"missing {label} {_names_text(missing)}")
@@ -170,11 +177,14 @@ def _one_input(spec: TensorSpec, check: Validator) -> Validator:
     # for an "object" input a mapping may be the value itself; for any other
     # dtype a mapping can only be a request that names its inputs
     mapping_is_value = spec.dtype == "object"
+    optional = spec.optional
 
     def validate_one(value: Any) -> Any:
         if isinstance(value, Mapping):
             if len(value) == 1 and name in value:
                 return check(value[name])
+            if optional and not value:
+                return {}  # the one input is optional and was not sent
             if not mapping_is_value:
                 _check_names(value, names)
         return check(value)
@@ -182,10 +192,13 @@ def _one_input(spec: TensorSpec, check: Validator) -> Validator:
     return validate_one
 
 
-def _many_inputs(names: list[str], checks: dict[str, Validator]) -> Validator:
+def _many_inputs(
+    names: list[str], checks: dict[str, Validator], optional: frozenset[str]
+) -> Validator:
     count = len(names)
     expected = _names_text(names)
     items = list(checks.items())
+    known = frozenset(names)
 
     def validate_many(value: Any) -> Any:
         if not isinstance(value, Mapping):
@@ -193,7 +206,14 @@ def _many_inputs(names: list[str], checks: dict[str, Validator]) -> Validator:
                 f"expected a mapping of inputs {expected}, got {type(value).__name__}"
             )
         if len(value) != count or any(n not in value for n in names):
-            _check_names(value, names)
+            if not optional:
+                _check_names(value, names)
+            # some optional inputs left out: the model gets what was sent
+            if any(k not in known for k in value) or any(
+                n not in value for n in names if n not in optional
+            ):
+                _check_names(value, names, optional)
+            return {n: check(value[n]) for n, check in items if n in value}
         return {n: check(value[n]) for n, check in items}
 
     return validate_many
@@ -255,8 +275,14 @@ def _compile_numeric(spec: TensorSpec, target: np.dtype[Any]) -> Validator:
         (int(npy.iinfo(target).min), int(npy.iinfo(target).max)) if target.kind in "iu" else None
     )
 
+    # integers beyond this magnitude may not survive the cast to the float target
+    exact_up_to = 2 ** (npy.finfo(target).nmant + 1) if target.kind == "f" else 0
+
     def plan_for(src: np.dtype[Any]) -> int:
-        if npy.can_cast(src, target, "safe"):
+        if src.kind in "iu" and target.kind == "f" and src.itemsize * 8 > exact_up_to.bit_length():
+            # int64 -> float64 is "safe" to NumPy, yet 2**53 + 1 becomes 2**53
+            plan = _INT_TO_FLOAT
+        elif npy.can_cast(src, target, "safe"):
             plan = _SAFE
         elif int_range is not None and src.kind in "iu":
             # across signedness too: JSON integers arrive as int64 for uint8 inputs
@@ -289,6 +315,8 @@ def _compile_numeric(spec: TensorSpec, target: np.dtype[Any]) -> Validator:
             return arr.astype(target)
         if plan == _REFUSE:
             raise ValidationError(f"{prefix}expected dtype {target.name}, got {_dtype_text(src)}")
+        if plan == _INT_TO_FLOAT:
+            return _exact_floats(arr, target, exact_up_to, prefix)
         if plan == _NARROW_INT:
             assert int_range is not None
             if arr.size and (arr.min() < int_range[0] or arr.max() > int_range[1]):
@@ -301,6 +329,21 @@ def _compile_numeric(spec: TensorSpec, target: np.dtype[Any]) -> Validator:
             raise ValidationError(f"{prefix}values out of range for {target.name}") from exc
 
     return check_numeric
+
+
+def _exact_floats(arr: Any, target: np.dtype[Any], exact_up_to: int, prefix: str) -> Any:
+    """Cast an integer array to a float dtype, refusing any value the cast would change."""
+    with _numpy().errstate(over="ignore"):  # an overflow to inf is refused below
+        converted = arr.astype(target)
+    if arr.size and (arr.max() > exact_up_to or arr.min() < -exact_up_to):
+        # rare: compare the large values exactly, as Python ints
+        large = (arr > exact_up_to) | (arr < -exact_up_to)
+        for before, after in zip(arr[large].tolist(), converted[large].tolist(), strict=True):
+            if before != after:  # int == float compares exactly in Python
+                raise ValidationError(
+                    f"{prefix}integer {before} cannot be held exactly by {target.name}"
+                )
+    return converted
 
 
 def _compile_text(spec: TensorSpec) -> Validator:

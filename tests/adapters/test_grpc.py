@@ -245,10 +245,12 @@ class TestInfer:
         assert [o.name for o in only.get_response().outputs] == ["label"]
         assert only.get_response().id == ""
 
-    def test_json_numbers_are_cast_by_the_signature(self, served: Served) -> None:
-        x = np.arange(8, dtype=np.float64).reshape(2, 4)  # FP64 in, the model takes float32
-        result = served.client.infer("iris", [tensor("x", x)])
-        assert_same(result.as_numpy("proba"), iris(x.astype(np.float32))["proba"])
+    def test_another_datatype_is_refused_not_cast(self, served: Served) -> None:
+        x = np.arange(8, dtype=np.float64).reshape(2, 4)  # FP64 in, the model takes FP32
+        with pytest.raises(InferenceServerException) as info:
+            served.client.infer("iris", [tensor("x", x)])
+        assert status(info) == "INVALID_ARGUMENT"
+        assert info.value.message() == "input 'x': datatype FP64 does not match the model's FP32"
 
 
 class TestErrors:
@@ -326,7 +328,8 @@ class TestErrors:
             served.client.infer("weird", [tensor("x", np.ones(2))])
         assert status(info) == "INTERNAL"
         assert info.value.message() == "internal error"
-        record = next(r for r in caplog.records if "unexpected error in gRPC" in r.message)
+        # the one request path logs it, for gRPC as for HTTP
+        record = next(r for r in caplog.records if "unexpected error handling" in r.message)
         assert record.exc_info is not None and "secret internals" in str(record.exc_info[1])
 
     def test_overload_is_unavailable_with_retry_after(self) -> None:

@@ -162,7 +162,8 @@ class TestRoutes:
 
     def test_infer(self, app: HTTPApp) -> None:
         response = both(app, "POST", "/v2/models/m/infer", INFER)
-        assert response.headers == {"content-type": "application/json"}
+        assert response.headers.keys() == {"content-type", "x-request-id"}
+        assert response.headers["content-type"] == "application/json"
         assert json.loads(response.body) == {
             "model_name": "m",
             "model_version": "1",
@@ -309,8 +310,7 @@ class TestFailures:
         def boom(*args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("secret detail")
 
-        monkeypatch.setattr(service, "predict", boom)
-        monkeypatch.setattr(service, "apredict", boom)
+        monkeypatch.setattr(service, "_prepare", boom)
         with caplog.at_level(logging.ERROR, "modeldeploy"):
             response = both(app, "POST", "/v2/models/m/infer", INFER)
         assert (response.status, response.body) == (500, b'{"error":"internal error"}')

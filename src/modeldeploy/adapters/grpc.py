@@ -4,8 +4,10 @@ The Open Inference Protocol (KServe V2) over gRPC.
 :func:`servicer` answers the six unary RPCs of ``inference.GRPCInferenceService``
 for one or several services, each reached by its name; :func:`server` builds a
 ``grpc.Server`` with that servicer and a message size limit taken from the
-services. Translation only: :mod:`modeldeploy.v2` converts the messages and the
-:class:`~modeldeploy.Service` predicts.
+services. Translation only: ``ModelInfer`` hands the message to
+:meth:`Service.handle <modeldeploy.Service.handle>` with the V2 gRPC codec
+(:class:`modeldeploy.v2.GrpcCodec`), the one path every request takes, so a gRPC
+request is limited, timed, observed and refused exactly as an HTTP one is.
 
 A :class:`~modeldeploy.ModelDeployError` ends the RPC with the status named by its
 ``grpc_status`` and its client-safe message; any other exception ends it with
@@ -20,9 +22,10 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Final, NoReturn, TypeVar
 
 import grpc
 
@@ -37,6 +40,7 @@ from modeldeploy.errors import (
     VersionNotFoundError,
 )
 from modeldeploy.http import HTTPApp
+from modeldeploy.messages import Request, Response
 from modeldeploy.service import Service
 
 __all__ = ["server", "servicer"]
@@ -81,6 +85,13 @@ def _abort(context: grpc.ServicerContext, error: ModelDeployError) -> NoReturn:
     raise AssertionError("context.abort() returned")  # pragma: no cover - it raises
 
 
+class _RefusedError(Exception):
+    """The service answered a call with an error response (the codec's grpc-status)."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
 def _rpc(method: _Method) -> _Method:
     """End the RPC with the error's status on failure; never send a traceback."""
 
@@ -88,13 +99,17 @@ def _rpc(method: _Method) -> _Method:
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
+        except _RefusedError as exc:
+            refused: Response | ModelDeployError = exc.response
         except ModelDeployError as exc:
-            error = exc
+            refused = exc
         except Exception:
             logger.exception("unexpected error in gRPC %s", method.__name__)
-            error = ModelDeployError("internal error")
+            refused = ModelDeployError("internal error")
         # outside the try: abort() raises, and that exception is grpc's to handle
-        _abort(context, error)
+        if isinstance(refused, Response):
+            _abort_with(context, refused)
+        _abort(context, refused)
 
     return wrapper  # type: ignore[return-value]
 
@@ -110,6 +125,7 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]  # 
             for name, s in self.services.items()
         }
         self._server_metadata = v2.server_metadata_to_grpc(v2.server_metadata())
+        self._codec = v2.GrpcCodec()
 
     def _service(self, name: str, version: str = "") -> Service:
         service = self.services.get(name)
@@ -149,37 +165,91 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]  # 
 
     @_rpc
     def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """Decode the tensors, predict within the call's deadline, encode the outputs."""
+        """Predict through the service's one request path, within the call's deadline."""
+        # registered by grpc's generated code: grpc parsed the message, and wants one back
         service = self._service(request.model_name, request.model_version)
-        # server() makes grpc refuse larger messages; this is the per-model limit
-        # for a servicer that shares a server (or its limit) with other models
         size = request.ByteSize()
         limit = self.limits[service.name]
         if size > limit:
             raise PayloadTooLargeError(f"request of {size} bytes is over the limit of {limit}")
-        decoded = v2.infer_request_from_grpc(request)
-        signature = service.signature
-        x = v2.inputs_for_predictor(decoded, signature)
-        prediction = service.predict(x, timeout=_timeout(context, service.timeout))
-        outputs = v2.outputs_from_prediction(prediction, signature)
-        return v2.infer_response_to_grpc(
-            outputs,
-            model_name=service.name,
-            model_version=service.version,
-            id=decoded.id,
-            requested=decoded.outputs,
-        )
+        response = self._infer(service, Request(b"", _GRPC, message=request), context)
+        return pb.ModelInferResponse.FromString(response)
+
+    @_rpc
+    def infer_raw(self, body: bytes, context: grpc.ServicerContext) -> bytes:
+        """
+        ``ModelInfer`` on the serialized message, answered serialized: no second copy.
+
+        What :func:`server` registers; the message is parsed once, here, to
+        find its model, and its size is checked on the service's path.
+        """
+        message = v2.parse_grpc_request(body)
+        service = self._service(message.model_name, message.model_version)
+        return self._infer(service, Request(body, _GRPC, message=message), context)
+
+    def _infer(self, service: Service, request: Request, context: grpc.ServicerContext) -> bytes:
+        deadline = _deadline(context)
+        if deadline is not None:
+            request = Request(request.body, _GRPC, deadline=deadline, message=request.message)
+        response = service.handle(request, self._codec)
+        if response.status != 200:
+            raise _RefusedError(response)
+        return response.body
 
 
-def _timeout(context: grpc.ServicerContext, default: float | None) -> float | None:
-    """The tighter of the call's remaining time and the service's own timeout."""
+_GRPC = "application/grpc"
+
+
+def _abort_with(context: grpc.ServicerContext, response: Response) -> NoReturn:
+    """End the call with the status and message the codec put in the response's headers."""
+    headers = dict(response.headers)
+    status = grpc.StatusCode[headers.pop("grpc-status")]
+    message = headers.pop("grpc-message")
+    headers.pop("x-request-id", None)
+    if headers:
+        # Retry-After and the like travel as trailing metadata (lower-case keys)
+        context.set_trailing_metadata(tuple(headers.items()))
+    context.abort(status, message)
+    raise AssertionError("context.abort() returned")  # pragma: no cover - it raises
+
+
+def _deadline(context: grpc.ServicerContext) -> float | None:
+    """The call's deadline on the monotonic clock, or None when it has none."""
     remaining: float | None = context.time_remaining()
     # a call without a deadline reports None, or an "infinite" one in the far future
     if remaining is None or remaining >= threading.TIMEOUT_MAX:
-        return default
+        return None
     if remaining <= 0:
         raise DeadlineExceededError("the call's deadline has passed")
-    return remaining if default is None else min(remaining, default)
+    return time.monotonic() + remaining
+
+
+_RPCS: Final[dict[str, tuple[Any, Any]]] = {
+    "ServerLive": (pb.ServerLiveRequest, pb.ServerLiveResponse),
+    "ServerReady": (pb.ServerReadyRequest, pb.ServerReadyResponse),
+    "ModelReady": (pb.ModelReadyRequest, pb.ModelReadyResponse),
+    "ServerMetadata": (pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+    "ModelMetadata": (pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+}
+
+
+def _register(answer: _Servicer, grpc_server: grpc.Server) -> None:
+    """Add *answer* to *grpc_server*, with ``ModelInfer`` taking and giving bytes."""
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(answer, name),
+            request_deserializer=request_type.FromString,
+            response_serializer=response_type.SerializeToString,
+        )
+        for name, (request_type, response_type) in _RPCS.items()
+    }
+    # no (de)serializer: the handler gets the request's bytes and returns the response's
+    handlers["ModelInfer"] = grpc.unary_unary_rpc_method_handler(answer.infer_raw)
+    service_name = "inference.GRPCInferenceService"
+    grpc_server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service_name, handlers),)
+    )
+    grpc_server.add_registered_method_handlers(service_name, handlers)
 
 
 def servicer(target: Service | Iterable[Service] | HTTPApp) -> _Servicer:
@@ -285,7 +355,7 @@ def server(
             *options,
         ],
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(answer, grpc_server)
+    _register(answer, grpc_server)
     port: int = grpc_server.add_insecure_port(address)
     if port == 0:  # older grpcio reports a failed bind as port 0
         raise RuntimeError(f"grpc could not bind {address}")
