@@ -329,3 +329,10 @@ response_media_types = st.sampled_from(
 demo_flowers = st.lists(
     st.lists(st.floats(0.0, 10.0, width=32), min_size=4, max_size=4), min_size=1, max_size=8
 )
+
+# documents modeldeploy.alerts.to_yaml writes: mappings with text keys, lists, text, numbers
+yaml_documents = st.recursive(
+    st.text() | st.integers(-(2**53), 2**53) | finite_floats | st.booleans() | st.none(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)

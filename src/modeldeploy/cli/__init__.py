@@ -5,6 +5,8 @@ The ``modeldeploy`` command.
 
     $ modeldeploy serve modeldeploy.demo:service --port 8000
     $ modeldeploy serve myapp:service --server gunicorn --workers 2 --grpc-port 8001
+    $ modeldeploy dashboard --title "Iris" > dashboard.json
+    $ modeldeploy alert-rules --job iris > rules.yml
 
 Each subcommand lives in a module of this package that offers
 ``add_parser(commands)``: it adds its parser and sets ``run``, a function of the
@@ -23,7 +25,7 @@ from typing import Final
 
 from .._version import __version__
 from ..errors import ModelDeployError
-from . import serve
+from . import observe, serve
 from ._args import UsageError
 from .serve import SERVERS, as_app, resolve
 
@@ -34,7 +36,7 @@ logger = logging.getLogger("modeldeploy.cli")
 _EXIT_USAGE: Final = 2
 
 # the subcommands, in the order --help lists them
-_COMMANDS: Final = (serve,)
+_COMMANDS: Final = (serve, observe)
 
 
 def build_parser() -> argparse.ArgumentParser:
