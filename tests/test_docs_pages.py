@@ -24,6 +24,7 @@ PAGES = {
     "serializers/pickle.md": 1,
     "serializers/protobuf.md": 4,
     "../README.md": 1,
+    "testing.md": 3,
 }
 # cli.md is not here: tests/test_cli.py runs its examples against a real server
 

@@ -1,6 +1,15 @@
 """
 Helpers for testing code that uses modeldeploy (ours first).
 
+* :func:`client`: an in-process HTTP client over the ASGI or WSGI app (needs httpx).
+* :mod:`modeldeploy.testing.strategies`: Hypothesis strategies for each
+  serializer's data model (needs hypothesis).
+* :mod:`modeldeploy.testing.pytest_plugin`: pytest fixtures, registered
+  automatically when modeldeploy is installed.
+* :class:`EchoPredictor`, :class:`GatedPredictor`, :class:`RecordingMonitor`.
+
+``pip install "modeldeploy[testing]"`` brings httpx and hypothesis.
+
 >>> from modeldeploy.testing import EchoPredictor, RecordingMonitor
 >>> import modeldeploy as md
 >>> monitor = RecordingMonitor()
@@ -14,13 +23,76 @@ Helpers for testing code that uses modeldeploy (ours first).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
-from .events import BatchExecuted, ModelLoaded, RequestFinished, RequestStarted
-from .messages import Signature
+from ..events import BatchExecuted, ModelLoaded, RequestFinished, RequestStarted
+from ..messages import Signature
 
-__all__ = ["EchoPredictor", "GatedPredictor", "RecordingMonitor"]
+if TYPE_CHECKING:
+    from ..adapters.asgi import ASGIApp
+    from ..adapters.wsgi import WSGIApp
+    from ..http import HTTPApp
+    from ..service import Service
+    from ._client import Client
+
+__all__ = ["EXTRA", "EchoPredictor", "GatedPredictor", "RecordingMonitor", "client"]
+
+EXTRA = "modeldeploy[testing]"
+"""
+The extra that brings what these helpers need: ``pip install "modeldeploy[testing]"``.
+
+.. versionadded:: 0.1.0
+"""
+
+
+def client(
+    target: Service | Iterable[Service] | HTTPApp | ASGIApp | WSGIApp,
+    *,
+    interface: Literal["asgi", "wsgi"] = "asgi",
+    base_url: str = "http://testserver",
+    **kwargs: Any,
+) -> Client:
+    """
+    Return an HTTP client that calls *target* in this process, with no server.
+
+    The client is an ``httpx.Client``: ``get``, ``post(json=...)``, ``headers``,
+    ``response.json()`` work as usual. Requests go through the same adapter a
+    server would run: the ASGI app on an event loop of its own (in a thread; the
+    test stays synchronous), or the WSGI app on the calling thread. Use it as a
+    context manager: entering starts the services (ASGI lifespan startup, which
+    raises if a model fails to load), leaving closes them.
+
+    Args:
+        target: A :class:`~modeldeploy.Service`, a list of them, an
+            :class:`~modeldeploy.http.HTTPApp`, or any ASGI (or, with
+            ``interface="wsgi"``, WSGI) application, a FastAPI or Flask app
+            that mounts ours included.
+        interface: ``"asgi"`` (the default, as ``modeldeploy serve`` runs) or ``"wsgi"``.
+        base_url: The URL requests are made against; paths are relative to it.
+        **kwargs: Passed to ``httpx.Client`` (``headers``, ``timeout``...).
+
+    Raises:
+        ModuleNotFoundError: httpx is not installed (the ``testing`` extra).
+
+    Example:
+        >>> import modeldeploy as md
+        >>> from modeldeploy.testing import client
+        >>> with client(md.Service(lambda x: 2 * x, name="double")) as http:
+        ...     http.post("/predict", json=21).json()
+        42
+
+    .. versionadded:: 0.1.0
+    """
+    try:
+        from ._client import Client
+    except ModuleNotFoundError as exc:
+        if exc.name != "httpx":
+            raise
+        raise ModuleNotFoundError(
+            f"modeldeploy.testing.client needs httpx: pip install {EXTRA!r}", name="httpx"
+        ) from exc
+    return Client(target, interface=interface, base_url=base_url, **kwargs)
 
 
 class EchoPredictor:
