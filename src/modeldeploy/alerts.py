@@ -63,8 +63,9 @@ class Rule:
         summary: One line, with ``$labels`` templates.
         description: What it means and what to look at.
         data: When *value* has data: ``"always"`` with traffic,
-            ``"drift"`` with a drift monitor, ``"history"`` after a day, or
-            ``"down"`` only while the condition holds. The tests check this.
+            ``"errors"`` with server errors, ``"overload"`` with requests
+            turned away, ``"drift"`` with a drift monitor, or ``"down"``
+            only while the condition holds. The tests check this.
 
     .. versionadded:: 0.1.0
     """
@@ -76,7 +77,7 @@ class Rule:
     severity: Literal["critical", "warning"]
     summary: str
     description: str
-    data: Literal["always", "drift", "history", "down"] = "always"
+    data: Literal["always", "errors", "overload", "drift", "down"] = "always"
 
     @property
     def expr(self) -> str:
@@ -159,6 +160,7 @@ def rules(
             "of its requests",
             "Requests end in server errors (5xx, overload excepted). The logs' request_failed "
             "lines carry the error code and its cause.",
+            "errors",
         ),
         Rule(
             "ModelDeployHighLatency",
@@ -177,7 +179,6 @@ def rules(
             + " times its value a day ago",
             "p99 latency over the last hour is well above the same hour yesterday: a slower "
             "model version, more load, or a slower machine.",
-            "history",
         ),
         Rule(
             "ModelDeployOverloaded",
@@ -186,6 +187,7 @@ def rules(
             "{{ $labels.model }} turns away {{ $value | humanize }} requests/s: its queue is full",
             "Requests are refused with 503 because the queue is full: add workers or "
             "processes, or raise max_queue if latency allows.",
+            "overload",
         ),
         Rule(
             "ModelDeployInputDrift",
