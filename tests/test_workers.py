@@ -113,12 +113,12 @@ def test_acquire_racing_close_is_either_refused_or_waited_for():
 
 def test_a_job_put_after_stop_fails_at_once_instead_of_waiting_forever():
     """close(timeout) may stop the pool between a request's admission and its put."""
-    from modeldeploy._workers import Job, Waiter, WorkerPool
+    from modeldeploy._workers import Job, Reports, Waiter, WorkerPool
 
     service = md.Service(lambda x: x, workers=1).start()
     deployment = service._deployment
     admission = Admission(4, retry_after=1.0)
-    pool = WorkerPool(1, admission, None, None, name="test")
+    pool = WorkerPool(1, admission, Reports(), name="test")
     admission.acquire()
     pool.stop(timeout=5)
     waiter = Waiter()

@@ -27,6 +27,7 @@ from .errors import (
     PredictionError,
     RequestCancelledError,
 )
+from .events import Predictions
 from .interfaces import Predictor
 from .serializers._base import numpy_or_none
 
@@ -181,7 +182,7 @@ Answer: TypeAlias = "Future[Any] | Waiter | AsyncWaiter"
 class Job:
     """One admitted request on its way through a worker."""
 
-    __slots__ = ("deadline", "enqueued", "future", "item", "model", "tag")
+    __slots__ = ("compute_s", "deadline", "enqueued", "future", "item", "model", "ran", "tag")
 
     def __init__(
         self,
@@ -197,6 +198,9 @@ class Job:
         self.future = future
         self.tag = tag  # the caller's bookkeeping (request id and start time), opaque here
         self.enqueued = _monotonic()
+        # set by a timed pool: perf_counter() when its batch began, and the batch's seconds
+        self.ran = 0.0
+        self.compute_s = 0.0
 
 
 class Replicas:
@@ -240,7 +244,15 @@ class Deployment:
     Deployment, so a hot swap is one assignment.
     """
 
-    __slots__ = ("name", "per_item", "replicas", "signature", "validate", "version")
+    __slots__ = (
+        "name",
+        "on_predictions",
+        "per_item",
+        "replicas",
+        "signature",
+        "validate",
+        "version",
+    )
 
     def __init__(
         self,
@@ -248,12 +260,15 @@ class Deployment:
         version: str,
         replicas: Replicas,
         validate: Callable[[Any], Any] | None,
+        on_predictions: Callable[[Predictions], None] | None = None,
     ) -> None:
         self.name = name
         self.version = version
         self.replicas = replicas
         self.signature = replicas.instances[0].signature
         self.validate = validate
+        # where the model's inputs and outputs go (drift); None when nobody watches
+        self.on_predictions = on_predictions
         # a shared model that answers one item without a batch of one (a plain
         # function): call_one calls it directly
         # looked up on the class: a proxy's __getattr__ or a mock must not answer for it
@@ -264,10 +279,41 @@ class Deployment:
 
 
 BatchHook = Callable[[Deployment, int, float, float], None]
+"""``(deployment, size, queue_wait_s, compute_s)``: one batch was computed."""
+DoneHook = Callable[[Job, bool, Any], None]
+"""``(job, ok, value_or_error)``: a job ended, before its caller is answered."""
+
+
+class Reports:
+    """
+    Where a worker pool reports what it did: plain callables, ``None`` when nobody listens.
+
+    The pool calls these and nothing else of its owner, so data flows one
+    way: from the workers to the monitors.
+
+    Attributes:
+        batch: Called after each model call on a worker.
+        done: Called for each job as it ends (computed, failed or cancelled).
+        timed: Record on each job when its batch ran and for how long
+            (``Job.ran``, ``Job.compute_s``), for monitors that want the stages.
+    """
+
+    __slots__ = ("batch", "done", "timed")
+
+    def __init__(
+        self, batch: BatchHook | None = None, done: DoneHook | None = None, *, timed: bool = False
+    ) -> None:
+        self.batch = batch
+        self.done = done
+        self.timed = timed
 
 
 def execute(
-    jobs: Sequence[Job], on_batch: BatchHook | None, batching: Batching | None = None
+    jobs: Sequence[Job],
+    on_batch: BatchHook | None,
+    batching: Batching | None = None,
+    *,
+    timed: bool = False,
 ) -> list[tuple[bool, Any]]:
     """
     Compute one batch of jobs on one deployment; never raises.
@@ -300,9 +346,14 @@ def execute(
         _compute(instance, model, jobs, live, results, batching)
     finally:
         model.replicas.release(instance)
-    if on_batch is not None:
+    if on_batch is not None or timed:
         compute_s = time.perf_counter() - started
-        on_batch(model, len(live), now - jobs[live[0]].enqueued, compute_s)
+        if timed:
+            for index in live:
+                job = jobs[index]
+                job.ran, job.compute_s = started, compute_s
+        if on_batch is not None:
+            on_batch(model, len(live), now - jobs[live[0]].enqueued, compute_s)
     return results
 
 
@@ -336,6 +387,8 @@ def _compute(
     else:
         for index, output in zip(indices, outputs, strict=True):
             results[index] = (True, output)
+        if model.on_predictions is not None:
+            model.on_predictions(Predictions(model.name, model.version, items, outputs))
         return
     for index in indices:
         results[index] = (False, error)
@@ -381,18 +434,24 @@ def call_one(model: Deployment, item: Any, deadline: float | None) -> Any:
     per_item = model.per_item
     if per_item is not None:
         try:
-            return per_item(item)
+            output = per_item(item)
         except ModelDeployError:
             raise
         except Exception as exc:
             raise _as_error(model, exc) from exc
+        if model.on_predictions is not None:
+            model.on_predictions(Predictions(model.name, model.version, [item], [output]))
+        return output
     replicas = model.replicas
     exclusive = replicas.exclusive
     instance = replicas.acquire(deadline) if exclusive else replicas.shared
     try:
-        outputs = instance.predict([item])
+        items = [item]
+        outputs = instance.predict(items)
         if len(outputs) != 1:
             raise _WrongLengthError(len(outputs), 1)
+        if model.on_predictions is not None:
+            model.on_predictions(Predictions(model.name, model.version, items, outputs))
         return outputs[0]
     except ModelDeployError:
         raise
@@ -492,20 +551,20 @@ class WorkerPool:
         self,
         workers: int,
         admission: Admission,
-        on_batch: BatchHook | None,
-        on_done: Callable[[Job, bool, Any], None] | None,
+        reports: Reports,
         name: str,
         batching: Batching | None = None,
     ) -> None:
         self._batching = batching
+        self._timed = reports.timed
         self._draining = False
         self._queue: queue.Queue[Any] = queue.Queue()
         # stop() drains the queue once: a put that lands later (a job admitted just
         # before close() timed out) must not stay in a queue nobody reads
         self._stopped = False
         self._admission = admission
-        self._on_batch = on_batch
-        self._on_done = on_done
+        self._on_batch = reports.batch
+        self._on_done = reports.done
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-worker-{i}", daemon=True)
             for i in range(workers)
@@ -542,14 +601,14 @@ class WorkerPool:
 
     def _work(self) -> None:
         batching = self._batching
-        if batching is None and self._on_batch is None:
+        if batching is None and self._on_batch is None and not self._timed:
             self._work_one_at_a_time()
             return
         while (job := self._next_job()) is not None:
             jobs = [job] if batching is None else self._collect(job, batching)
             runnable = [job for job in jobs if self._runnable(job)]
             if runnable:
-                results = execute(runnable, self._on_batch, batching)
+                results = execute(runnable, self._on_batch, batching, timed=self._timed)
                 self._finish_all(runnable, results)
 
     def _next_job(self) -> Job | None:

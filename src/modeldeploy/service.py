@@ -30,6 +30,7 @@ from ._workers import (
     Deployment,
     Job,
     Replicas,
+    Reports,
     Waiter,
     WorkerPool,
     call_one,
@@ -46,7 +47,7 @@ from .errors import (
     RequestCancelledError,
     RequestError,
 )
-from .events import BatchExecuted, ModelLoaded
+from .events import BatchExecuted, ModelLoaded, StageTimings
 from .interfaces import Predictor, Serializer
 from .messages import Request, Response, Signature
 from .monitors.composite import CompositeMonitor, RequestObserver
@@ -201,9 +202,9 @@ class Service:
         self._monitor = CompositeMonitor(list(monitors))
         # resolved once per model version; None when no monitor observes requests
         self._requests = self._monitor.observe_requests(self.name, self.version)
-        self._observe_batches = any(callable(getattr(m, "on_batch", None)) for m in monitors)
+        # stage timings cost a few clock reads: taken only for monitors that read events
+        self._timed = self._requests is not None and self._requests.observes_events
         self._monitors = tuple(monitors)
-        self._on_batch = self._observe_batch if self._observe_batches else None
         self._state = State.NEW
         self._state_lock = threading.Lock()
         self._deployment: Deployment | None = None
@@ -258,8 +259,7 @@ class Service:
             self._pool = WorkerPool(
                 self.workers,
                 self._admission,
-                self._on_batch,
-                self._observe_job if self._requests is not None else None,
+                _reports(self._monitor, self._requests, timed=self._timed),
                 name=f"modeldeploy-{self.name}",
                 batching=self._batching,
             )
@@ -289,8 +289,13 @@ class Service:
             ) from exc
         signature = instances[0].signature
         validate = compile_validator(signature) if signature is not None else None
+        monitor = self._monitor
         return Deployment(
-            self.name, self.version, Replicas(instances, self.replicas is not None), validate
+            self.name,
+            self.version,
+            Replicas(instances, self.replicas is not None),
+            validate,
+            monitor.on_predictions if monitor.observes_predictions else None,
         )
 
     def close(self, timeout: float | None = None) -> bool:
@@ -443,7 +448,8 @@ class Service:
             ok, value = execute_one(job.model, job.item, job.deadline)
         finally:
             self._admission.release()
-        self._observe_job(job, ok, value)
+        if job.tag is not None:
+            _end_job(self._requests, job, ok, value)
         return ok, value
 
     # -- handle: the whole request flow ---------------------------------------------
@@ -471,10 +477,13 @@ class Service:
         if codec is None:
             codec = self._codec
         started = _perf_counter()
-        request_id = request.headers.get("x-request-id") or self._id_prefix + str(next(self._ids))
+        headers = request.headers
+        request_id = headers.get("x-request-id") or self._id_prefix + str(next(self._ids))
         requests = self._requests
         if requests is not None:
-            requests.start(request_id)
+            if self._timed:
+                return self._handle_timed(request, codec, requests, started, request_id)
+            requests.start(request_id, headers)
         try:
             deployment, x, reply, deadline = self._prepare(request, codec)
             admission = self._admission
@@ -493,6 +502,43 @@ class Service:
             return self._failed(requests, started, request_id, exc, codec)
         if requests is not None:
             requests.end(request_id, _perf_counter() - started, None)
+        return response
+
+    def _handle_timed(
+        self,
+        request: Request,
+        codec: Codec,
+        requests: RequestObserver,
+        started: float,
+        request_id: str,
+    ) -> Response:
+        """:meth:`handle`'s path, with each stage's seconds for monitors that read events."""
+        requests.start(request_id, request.headers)
+        decoded = queued = computed = 0.0
+        try:
+            deployment, x, reply, deadline = self._prepare(request, codec)
+            decoded = _perf_counter()
+            admission = self._admission
+            admission.acquire()
+            if self._pool is None:
+                try:
+                    value = call_one(deployment, x, deadline)
+                finally:
+                    admission.release()
+                queued = decoded
+            else:
+                job = Job(deployment, x, deadline, Waiter())
+                self._pool.put(job)
+                value = _wait(job.future, deadline)  # type: ignore[arg-type]
+                queued = job.ran
+            computed = _perf_counter()
+            response = codec.encode(reply, value, request_id, deployment)
+        except Exception as exc:
+            timings = _timings(started, decoded, queued, computed, 0.0)
+            return self._failed(requests, started, request_id, exc, codec, timings)
+        ended = _perf_counter()
+        timings = _timings(started, decoded, queued, computed, ended)
+        requests.end(request_id, ended - started, None, timings)
         return response
 
     async def ahandle(self, request: Request, codec: Codec | None = None) -> Response:
@@ -514,7 +560,7 @@ class Service:
         request_id = request.headers.get("x-request-id") or self._new_id()
         requests = self._requests
         if requests is not None:
-            requests.start(request_id)
+            requests.start(request_id, request.headers)
         try:
             deployment, x, reply, deadline = self._prepare(request, codec)
             self._admission.acquire()
@@ -541,6 +587,7 @@ class Service:
         request_id: str,
         exc: Exception,
         codec: Codec,
+        timings: StageTimings | None = None,
     ) -> Response:
         """The error response for *exc*, observed; a bug becomes a bare, logged 500."""
         if isinstance(exc, ModelDeployError):
@@ -550,7 +597,7 @@ class Service:
             error = PredictionError("internal error")
             error.__cause__ = exc
         if requests is not None:
-            requests.end(request_id, _perf_counter() - started, error)
+            requests.end(request_id, _perf_counter() - started, error, timings)
         return codec.error(error, request_id)
 
     def _prepare(
@@ -583,18 +630,46 @@ class Service:
     def _new_id(self) -> str:
         return self._id_prefix + str(next(self._ids))
 
-    def _observe_job(self, job: Job, ok: bool, value: Any) -> None:
-        """End the observation of a job :meth:`_admit` started (a tagged job)."""
-        if job.tag is not None and self._requests is not None:
-            request_id, started = job.tag
-            self._requests.end(request_id, _perf_counter() - started, None if ok else value)
 
-    def _observe_batch(
-        self, model: Deployment, size: int, queue_wait_s: float, compute_s: float
-    ) -> None:
-        self._monitor.on_batch(
-            BatchExecuted(model.name, model.version, size, queue_wait_s, compute_s)
-        )
+def _reports(
+    monitor: CompositeMonitor, requests: RequestObserver | None, *, timed: bool
+) -> Reports:
+    """What the worker pool reports, wired to the monitors (never to the service)."""
+    batch = None
+    if any(callable(getattr(m, "on_batch", None)) for m in monitor.monitors):
+
+        def batch(model: Deployment, size: int, queue_wait_s: float, compute_s: float) -> None:
+            monitor.on_batch(
+                BatchExecuted(model.name, model.version, size, queue_wait_s, compute_s)
+            )
+
+    done = None
+    if requests is not None:
+
+        def done(job: Job, ok: bool, value: Any) -> None:
+            if job.tag is not None:
+                _end_job(requests, job, ok, value)
+
+    return Reports(batch, done, timed=timed)
+
+
+def _end_job(requests: RequestObserver | None, job: Job, ok: bool, value: Any) -> None:
+    """End the observation of a job :meth:`Service._admit` started (a tagged job)."""
+    if requests is not None:
+        request_id, started = job.tag
+        requests.end(request_id, _perf_counter() - started, None if ok else value)
+
+
+def _timings(
+    started: float, decoded: float, queued: float, computed: float, ended: float
+) -> StageTimings:
+    """The stages between the clock readings of one request; 0.0 for a stage not reached."""
+    return StageTimings(
+        decoded - started if decoded else 0.0,
+        queued - decoded if queued and decoded else 0.0,
+        computed - queued if computed and queued else 0.0,
+        ended - computed if ended and computed else 0.0,
+    )
 
 
 def parse_timeout(value: str) -> float:
