@@ -13,13 +13,13 @@ from tests import docs
 
 # page -> the fewest python blocks it must keep (a page losing its examples fails)
 PAGES = {
-    "service.md": 4,
+    "service.md": 5,
     "errors.md": 1,
     "adapters/index.md": 1,
     "adapters/asgi.md": 1,
     "adapters/wsgi.md": 1,
     "http.md": 1,
-    "v2.md": 8,
+    "v2.md": 9,
     "serializers/msgpack.md": 1,
     "serializers/pickle.md": 1,
     "serializers/protobuf.md": 4,

@@ -101,7 +101,7 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-class V2UnavailableError(ServiceError):
+class _V2UnavailableError(ServiceError):
     """The V2 routes need NumPy, and it is not installed."""
 
     code, http_status, grpc_status = "not_implemented", 501, "UNIMPLEMENTED"
@@ -371,7 +371,7 @@ class HTTPApp:
             return _LIVE_OK if service.ready() else _FALSE
         v2 = self._v2
         if v2 is None:
-            raise V2UnavailableError(_NO_NUMPY)
+            raise _V2UnavailableError(_NO_NUMPY)
         if kind == _INFER:
             return self._rest_codec, service
         body = v2.model_metadata(service.name, service.signature, versions=[service.version])
