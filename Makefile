@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 comma := ,
 PORT ?= 8000
 # extras the test suite needs; heavy ones (ray, dvc) only where their tests run
-EXTRAS ?= dev,numpy,fast,xml,flask,asgi,grpc,dashboard,otel
+EXTRAS ?= dev,numpy,fast,xml,flask,asgi,grpc,onnx,lightgbm,dashboard,otel
 
 .DEFAULT_GOAL := help
 .PHONY: help venv demo test lint typecheck unit docs docs-build bench proto clean
