@@ -170,3 +170,8 @@ yaml_documents = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=20,
 )
+
+# training columns for modeldeploy.reference_statistics: finite floats, repeats likely
+feature_columns = st.lists(
+    st.floats(-1e6, 1e6, allow_nan=False) | st.sampled_from([0.0, 1.0, 2.0]), min_size=1
+)

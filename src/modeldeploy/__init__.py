@@ -34,7 +34,14 @@ from .errors import (
 )
 from .interfaces import Monitor, Predictor, RequestRecorder, Serializer
 from .messages import Request, Response, Signature, TensorSpec
-from .monitors import CompositeMonitor, LogMonitor, MonitorFailed, PrometheusMonitor
+from .monitors import (
+    CompositeMonitor,
+    DriftMonitor,
+    LogMonitor,
+    MonitorFailed,
+    PrometheusMonitor,
+    reference_statistics,
+)
 from .negotiation import Negotiator
 from .predictors import predictor, signature_from_sklearn
 from .service import MAX_QUEUE, Service, State
@@ -53,6 +60,7 @@ __all__ = [
     "CompositeMonitor",
     "DeadlineExceededError",
     "DecodeError",
+    "DriftMonitor",
     "EncodeError",
     "HTTPApp",
     "IntegrityError",
@@ -92,6 +100,7 @@ __all__ = [
     "asgi",
     "handler",
     "predictor",
+    "reference_statistics",
     "signature_from_sklearn",
     "wsgi",
 ]

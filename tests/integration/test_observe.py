@@ -99,6 +99,21 @@ def traffic(server: Process, prometheus: Prometheus) -> None:
     )  # fmt: skip
 
 
+def service_calls_on_predictions() -> bool:
+    """Whether the Service passes the model's inputs and outputs to monitors."""
+    import modeldeploy as md
+
+    class Listens:
+        seen = 0
+
+        def on_predictions(self, event: object) -> None:
+            Listens.seen += 1
+
+    with md.Service(lambda x: x, monitors=[Listens()], workers=0) as service:
+        service.predict(1)
+    return Listens.seen > 0
+
+
 def dashboard_queries() -> list[tuple[str, str, str]]:
     return [
         (panel.title, query.expr, query.data)
@@ -118,7 +133,9 @@ def test_dashboard_query(prometheus: Prometheus, title: str, expr: str, data: st
         assert answer["data"], f"{title}: no values"
         return
     result = run(prometheus, substitute(expr))
-    if data in ("always", "errors", "batches"):
+    if data == "drift" and not service_calls_on_predictions():
+        pytest.skip("the Service does not call on_predictions yet")
+    if data in ("always", "errors", "batches", "drift"):
         assert result, f"{title}: {expr} returned no data"
     elif data == "history":
         assert result == []  # a fresh Prometheus holds no day-old samples
@@ -129,7 +146,9 @@ def test_dashboard_query(prometheus: Prometheus, title: str, expr: str, data: st
 def test_rule_query(prometheus: Prometheus, rule: alerts.Rule) -> None:
     value = run(prometheus, rule.value)
     run(prometheus, rule.expr)
-    if rule.data == "always":
+    if rule.data == "drift" and not service_calls_on_predictions():
+        pytest.skip("the Service does not call on_predictions yet")
+    if rule.data in ("always", "drift"):
         assert value, f"{rule.alert}: {rule.value} returned no data"
     elif rule.data == "down":
         assert value == []  # the target is up and serves a model
