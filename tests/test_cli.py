@@ -29,6 +29,10 @@ SERVE_OPTIONS = [
     "--server",
     "--threads",
     "--grpc-port",
+    "--header-timeout",
+    "--body-timeout",
+    "--keep-alive-timeout",
+    "--max-connections",
     "--log-level",
     "--access-log",
 ]
@@ -368,7 +372,7 @@ class TestGunicorn:
     def test_logs_where_it_listens(self, server: Process) -> None:
         log = server.log()
         assert listening_line("gunicorn", server.port, "2 processes, 2 threads each") in log
-        assert "Using worker: gthread" in log
+        assert "Using worker: modeldeploy.servers.gunicorn.ThreadWorker" in log
         assert "Booting worker with pid" in log
 
     def test_metrics_count_every_process(self, server: Process) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "PredictionError",
     "RequestCancelledError",
     "RequestError",
+    "RequestTimeoutError",
     "ServiceError",
     "UnsupportedMediaTypeError",
     "UntrustedPayloadError",
@@ -154,6 +155,20 @@ class VersionNotFoundError(RequestError, LookupError):
 
     code, http_status, grpc_status = "version_not_found", 404, "NOT_FOUND"
     default_message = "model version not found"
+
+
+class RequestTimeoutError(RequestError):
+    """
+    The client did not send its request (headers or body) within the server's read timeout.
+
+    Answered with 408 and the connection closed: a client that stalls must not
+    hold a server thread or connection for longer than the timeout.
+
+    .. versionadded:: 0.1.0
+    """
+
+    code, http_status, grpc_status = "request_timeout", 408, "DEADLINE_EXCEEDED"
+    default_message = "the request was not received within the read timeout"
 
 
 class RequestCancelledError(RequestError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
-from modeldeploy.errors import DecodeError, PayloadTooLargeError
+from modeldeploy.errors import DecodeError, PayloadTooLargeError, RequestTimeoutError
 
 __all__ = ["check_size", "content_length", "read_body", "read_wsgi_input"]
 
@@ -50,12 +50,21 @@ def read_body(stream: _Readable, length: int | None, limit: int) -> bytes:
     Read a body of *length* bytes, or, when *length* is None, to the stream's end.
 
     A body without a length (chunked) is read only up to one byte past *limit*,
-    so a client cannot make us hold more than that.
+    so a client cannot make us hold more than that. A server whose socket reads
+    time out (wsgiref's ``timeout``) gets 408 for a stalled body, not 500.
 
     Raises:
         PayloadTooLargeError: The body is over *limit*.
         DecodeError: The stream ends before *length* bytes.
+        RequestTimeoutError: A read of the stream timed out.
     """
+    try:
+        return _read_body(stream, length, limit)
+    except TimeoutError as exc:  # socket.timeout is TimeoutError
+        raise RequestTimeoutError("the request body was not received in time") from exc
+
+
+def _read_body(stream: _Readable, length: int | None, limit: int) -> bytes:
     if length is not None:
         check_size(length, limit)
         body: bytes = stream.read(length) if length else b""

@@ -249,6 +249,7 @@ def add_parser(commands: Commands) -> None:
         metavar="P",
         help="also serve the V2 gRPC API on this port, in this process (needs grpcio)",
     )
+    _add_connection_options(serve)
     serve.add_argument(
         "--log-level",
         choices=_LOG_LEVELS,
@@ -263,6 +264,73 @@ def add_parser(commands: Commands) -> None:
     serve.set_defaults(run=_serve)
 
 
+# -- connections: read timeouts, keep-alive, limits (docs/reliability.md) ----------
+
+_DEFAULT_KEEP_ALIVE_S: Final = 5.0
+_DEFAULT_MAX_CONNECTIONS: Final = 1000
+
+
+def _add_connection_options(serve: argparse.ArgumentParser) -> None:
+    from ..servers import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT
+
+    group = serve.add_argument_group(
+        "connections", "how long and how many clients may hold a connection"
+    )
+    group.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        default=DEFAULT_HEADER_TIMEOUT,
+        metavar="S",
+        help="seconds a client has to send its headers; then 408 and close (default: %(default)s)",
+    )
+    group.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=DEFAULT_BODY_TIMEOUT,
+        metavar="S",
+        help=(
+            "seconds a client has to send its body once its headers are in; then 408 and "
+            "close (default: %(default)s)"
+        ),
+    )
+    group.add_argument(
+        "--keep-alive-timeout",
+        type=_seconds,
+        default=_DEFAULT_KEEP_ALIVE_S,
+        metavar="S",
+        help="seconds an idle kept-alive connection stays open (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-connections",
+        type=positive,
+        default=_DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help=(
+            "connections each server process holds at most; uvicorn answers more with 503, "
+            "gunicorn leaves them in the listen backlog (default: %(default)s)"
+        ),
+    )
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _connection_settings(options: argparse.Namespace) -> None:
+    """Hand the read timeouts to every server process through the environment."""
+    from ..servers import BODY_TIMEOUT_ENV, HEADER_TIMEOUT_ENV
+
+    os.environ[HEADER_TIMEOUT_ENV] = repr(options.header_timeout)
+    os.environ[BODY_TIMEOUT_ENV] = repr(options.body_timeout)
+
+
 def _serve(options: argparse.Namespace) -> int:
     if options.threads is not None and options.server != "gunicorn":
         raise UsageError("--threads applies to --server gunicorn only")
@@ -275,6 +343,7 @@ def _serve(options: argparse.Namespace) -> int:
     if options.grpc_port is not None:
         _require("--grpc-port", "grpc")
     configure_logging(options.log_level)
+    _connection_settings(options)
     try:
         app = resolve(options.spec)
     except ModelDeployError as exc:
@@ -402,6 +471,7 @@ def _run_uvicorn(options: argparse.Namespace, app: HTTPApp) -> int:
     import uvicorn
 
     from ..adapters.asgi import asgi
+    from ..servers.uvicorn import protocol as uvicorn_protocol
 
     stop = _Stop()
     # uvicorn re-raises the signal it stopped on once it is done; these
@@ -421,6 +491,10 @@ def _run_uvicorn(options: argparse.Namespace, app: HTTPApp) -> int:
             "access_log": options.access_log,
             "lifespan": "on",
             "timeout_graceful_shutdown": int(_GRACE_S),
+            # read deadlines, idle keep-alive and a connection limit (docs/reliability.md)
+            "http": uvicorn_protocol(),
+            "timeout_keep_alive": options.keep_alive_timeout,
+            "limit_concurrency": options.max_connections,
         }
         try:
             if options.workers == 1:
@@ -456,6 +530,8 @@ def _run_gunicorn(options: argparse.Namespace, app: HTTPApp) -> int:
         "threads": options.threads or _DEFAULT_THREADS,
         "loglevel": options.log_level,
         "accesslog": "-" if options.access_log else None,
+        "keepalive": max(1, round(options.keep_alive_timeout)),  # gunicorn takes whole seconds
+        "worker_connections": options.max_connections,
     }
     metrics_dir = _MultiprocessDir(options.workers)
     env = {
@@ -519,7 +595,8 @@ def _gunicorn_main() -> None:
         def load_config(self) -> None:
             options = {
                 **settings,
-                "worker_class": "gthread",
+                # gthread with read deadlines: one slow client cannot hold a thread
+                "worker_class": "modeldeploy.servers.gunicorn.ThreadWorker",
                 "graceful_timeout": int(_GRACE_S),
                 "proc_name": "modeldeploy",
                 "worker_exit": worker_exit,
@@ -557,6 +634,8 @@ def _run_wsgiref(options: argparse.Namespace, app: HTTPApp) -> int:
     access_log = options.access_log
 
     class Handler(WSGIRequestHandler):
+        timeout = options.header_timeout  # per read: a stalled client gets 408, then close
+
         def log_message(self, format: str, *args: Any) -> None:  # the stdlib's parameter name
             if access_log:
                 logger.info("%s - %s", self.address_string(), format % args)

@@ -1,0 +1,170 @@
+"""Hostile and ordinary clients, and the figures the report records.
+
+Every client here has a deadline; figures go to ``results/`` beside this file, one
+JSON file per case, which ``tests/reliability/report.py`` turns into
+``docs/reliability.md``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(
+    os.environ.get("MODELDEPLOY_RELIABILITY_RESULTS", Path(__file__).parent / "results")
+)
+
+INFER_PATH = "/v2/models/demo/infer"
+INFER_BODY = (
+    b'{"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4], '
+    b'"data": [5.9, 3.0, 4.2, 1.5]}]}'
+)
+STALLED_HEAD = (
+    f"POST {INFER_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+).encode()
+
+
+def record(case: str, figures: dict[str, Any]) -> None:
+    """Write the figures of *case* for the report."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{case}.json").write_text(json.dumps(figures, indent=1, sort_keys=True))
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=30)
+
+
+def stalled_body(port: int) -> socket.socket:
+    """Declare a 100,000-byte body, send 40 bytes of it, and stop."""
+    sock = connect(port)
+    sock.sendall(STALLED_HEAD + b"[" * 40)
+    return sock
+
+
+class Dripper(threading.Thread):
+    """Send a request's headers one byte every *interval* seconds, until the server closes."""
+
+    def __init__(self, port: int, interval: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.sock = connect(port)
+        self.interval = interval
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        head = STALLED_HEAD * 100
+        for byte in head:
+            try:
+                self.sock.send(bytes([byte]))
+            except OSError:
+                return
+            if self.stop.wait(self.interval):
+                return
+
+
+def wait_closed(
+    sock: socket.socket, within: float, opened: float | None = None
+) -> tuple[float | None, bytes]:
+    """Read until the server closes *sock*; return (seconds since *opened* or None, bytes).
+
+    None when *sock* is still open *within* seconds after *opened* (default: now).
+    """
+    started = time.monotonic() if opened is None else opened
+    sock.settimeout(0.2)
+    got = b""
+    while time.monotonic() - started < within:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:  # reset: closed
+            return time.monotonic() - started, got
+        if not chunk:
+            return time.monotonic() - started, got
+        got += chunk
+    return None, got
+
+
+class Traffic(threading.Thread):
+    """Ordinary clients: one request at a time on a new connection, latencies recorded."""
+
+    def __init__(self, port: int, *, path: str = INFER_PATH, body: bytes | None = INFER_BODY):
+        super().__init__(daemon=True)
+        self.port = port
+        self.path = path
+        self.body = body
+        self.stop = threading.Event()
+        self.latencies: list[float] = []
+        self.statuses: dict[int, int] = {}
+        self.errors: list[str] = []
+
+    def one(self) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            method = "POST" if self.body is not None else "GET"
+            headers = {"Content-Type": "application/json"} if self.body is not None else {}
+            connection.request(method, self.path, body=self.body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            return response.status
+        finally:
+            connection.close()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            try:
+                status = self.one()
+            except OSError as exc:
+                self.errors.append(repr(exc))
+                continue
+            self.latencies.append(time.perf_counter() - started)
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "requests": len(self.latencies),
+            "errors": len(self.errors),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "p50_ms": round(percentile(self.latencies, 0.50) * 1000, 2),
+            "p99_ms": round(percentile(self.latencies, 0.99) * 1000, 2),
+        }
+
+
+@contextmanager
+def traffic(port: int, clients: int = 2, **kwargs: Any) -> Iterator[list[Traffic]]:
+    threads = [Traffic(port, **kwargs) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield threads
+    finally:
+        for thread in threads:
+            thread.stop.set()
+        for thread in threads:
+            thread.join(timeout=15)
+
+
+def merged(threads: list[Traffic]) -> dict[str, Any]:
+    total = Traffic(0)
+    for thread in threads:
+        total.latencies += thread.latencies
+        total.errors += thread.errors
+        for status, count in thread.statuses.items():
+            total.statuses[status] = total.statuses.get(status, 0) + count
+    return total.figures()
