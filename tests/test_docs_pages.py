@@ -25,6 +25,7 @@ PAGES = {
     "serializers/protobuf.md": 4,
     "../README.md": 1,
     "testing.md": 3,
+    "deployment/index.md": 1,
 }
 # cli.md is not here: tests/test_cli.py runs its examples against a real server
 
