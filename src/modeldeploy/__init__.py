@@ -40,6 +40,7 @@ from .monitors import (
     DriftMonitor,
     LogMonitor,
     MonitorFailed,
+    OpenTelemetryMonitor,
     PrometheusMonitor,
     reference_statistics,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "Negotiator",
     "NotAcceptableError",
     "NotReadyError",
+    "OpenTelemetryMonitor",
     "OverloadedError",
     "PayloadTooLargeError",
     "Pickle",

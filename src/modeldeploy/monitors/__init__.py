@@ -1,9 +1,10 @@
-"""Monitor backends: Prometheus metrics, structured logs, drift, and a composite.
+"""Monitor backends: Prometheus metrics, structured logs, drift, traces, and a composite.
 
 Each backend fits the :class:`~modeldeploy.Monitor` protocol without
 inheriting it. Importing this package creates no metric and configures no
 logging; building a monitor does the former, :func:`configure_json_logging`
-the latter.
+the latter. :class:`OpenTelemetryMonitor` imports OpenTelemetry (the ``otel``
+extra) only when built.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from .composite import CompositeMonitor, MonitorFailed, RequestObserver
 from .drift import DriftMonitor, FeatureDrift, reference_statistics
 from .logs import LogMonitor, configure_json_logging
+from .otel import OpenTelemetryMonitor, add_trace_ids
 from .prometheus import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS, PrometheusMonitor
 
 __all__ = [
@@ -21,8 +23,10 @@ __all__ = [
     "FeatureDrift",
     "LogMonitor",
     "MonitorFailed",
+    "OpenTelemetryMonitor",
     "PrometheusMonitor",
     "RequestObserver",
+    "add_trace_ids",
     "configure_json_logging",
     "reference_statistics",
 ]
