@@ -281,7 +281,10 @@ class HTTPApp:
         comes in during the start is answered once the model is ready, not
         refused; later calls start nothing, and they and the waiters return
         None. A service that fails to start is logged, not raised: it is then
-        failed, its routes answer 503 and health says so.
+        failed, its routes answer 503 and health says so. So is a service
+        found already closed or failed (a module-level ``with service:`` block
+        closes it at import): it can never answer, and the first failure is
+        returned so that an ASGI server's startup fails with that line.
 
         Returns:
             The first failure's message, or None.
@@ -302,6 +305,9 @@ class HTTPApp:
                         except Exception as exc:
                             logger.exception("starting model %s failed", service.name)
                             failure = failure or str(exc)
+                    elif (refused := cannot_serve(service)) is not None:
+                        logger.error("%s", refused)
+                        failure = failure or refused
             finally:
                 # only now: until the services are up, callers must wait on the lock
                 self._unstarted = False
@@ -411,6 +417,20 @@ def _import_v2() -> ModuleType | None:
             raise
         logger.warning("%s; /predict and /metrics work without it", _NO_NUMPY)
         return None
+
+
+def cannot_serve(service: Service) -> str | None:
+    """Why *service* can never answer (closed, or failed to start), as one line; else None."""
+    state = service.state
+    if state in (State.CLOSING, State.CLOSED):
+        return (
+            f"model {service.name!r} is {state.value} and cannot be served: a `with service:`"
+            " block closes it when the block ends; let the server start it (in a script,"
+            " put the block under `if __name__ == '__main__':`)"
+        )
+    if state is State.FAILED:
+        return f"model {service.name!r} failed to start before it was served (see the log)"
+    return None
 
 
 def _request(headers: Mapping[str, str], body: bytes | memoryview) -> Request:

@@ -26,7 +26,7 @@ from typing import Final
 from .._version import __version__
 from ..errors import ModelDeployError
 from . import nginx, observe, serve
-from ._args import UsageError
+from ._args import StartError, UsageError
 from .serve import SERVERS, as_app, resolve
 
 __all__ = ["SERVERS", "as_app", "build_parser", "main", "resolve"]
@@ -78,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"modeldeploy {options.command}: error: {exc}", file=sys.stderr)
         return _EXIT_USAGE
+    except StartError as exc:
+        logger.error("cannot serve: %s", exc)
+        return 1
     except ModelDeployError as exc:
         # a model that fails to load: the operator needs the cause, traceback included
         logger.error("cannot serve: %s", exc.message, exc_info=exc)

@@ -7,7 +7,15 @@ import logging
 import sys
 from typing import Any, TypeAlias
 
-__all__ = ["Commands", "UsageError", "configure_logging", "integer", "port", "positive"]
+__all__ = [
+    "Commands",
+    "StartError",
+    "UsageError",
+    "configure_logging",
+    "integer",
+    "port",
+    "positive",
+]
 
 Commands: TypeAlias = "argparse._SubParsersAction[Any]"
 """What ``add_subparsers()`` returns; each command module adds its parser to it."""
@@ -15,6 +23,10 @@ Commands: TypeAlias = "argparse._SubParsersAction[Any]"
 
 class UsageError(Exception):
     """A problem with the command line; main() prints it as one line and exits 2."""
+
+
+class StartError(Exception):
+    """A server that cannot start (a port taken); main() logs it as one line and exits 1."""
 
 
 def configure_logging(level: str) -> None:

@@ -26,34 +26,41 @@ writes and ``/metrics`` reads.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
+import http
 import importlib
+import inspect
 import json
 import logging
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
-from ..errors import ModelDeployError, ModelLoadError, ModelNotFoundError
-from ..http import HTTPApp
+from ..errors import ModelDeployError, ModelLoadError, ModelNotFoundError, NotReadyError
+from ..http import HTTPApp, cannot_serve
 from ..interfaces import Predictor
+from ..messages import Response
 from ..monitors import PrometheusMonitor
 from ..predictors import predictor
 from ..service import Service, State
-from ._args import Commands, UsageError, configure_logging, port, positive
+from ._args import Commands, StartError, UsageError, configure_logging, port, positive
 
 if TYPE_CHECKING:
     import grpc
 
     from ..adapters.asgi import ASGIApp
+    from ..adapters.wsgi import WSGIApp
 
 __all__ = ["SERVERS", "add_parser", "as_app", "resolve"]
 
@@ -69,12 +76,16 @@ The servers ``modeldeploy serve --server`` can run.
 _LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 _DEFAULT_THREADS: Final = 4
 _GRACE_S: Final = 30.0  # seconds in-flight requests get to finish on SIGTERM
+_PROGRESS_FIRST_S: Final = 1.0  # a load longer than this is logged ...
+_PROGRESS_EVERY_S: Final = 5.0  # ... and again this often
+_WORKER_BOOT_ERROR: Final = 3  # uvicorn's STARTUP_FAILURE, gunicorn's WORKER_BOOT_ERROR
 
 # how a parent hands its configuration to the server processes it starts
 _SPEC_ENV: Final = "MODELDEPLOY_SPEC"
 _LOG_LEVEL_ENV: Final = "MODELDEPLOY_LOG_LEVEL"
 _GUNICORN_ENV: Final = "MODELDEPLOY_GUNICORN"
 _MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+_LISTENING_ENV: Final = "MODELDEPLOY_LISTENING"
 
 _NAME: Final = r"[A-Za-z_]\w*"
 _IMPORT_SPEC: Final = re.compile(
@@ -120,7 +131,9 @@ def as_app(target: object, spec: str = "the target") -> HTTPApp:
     """
     Wrap what a SPEC names into the :class:`~modeldeploy.http.HTTPApp` to serve.
 
-    An HTTPApp is served as it is; a :class:`~modeldeploy.Service` alone; a
+    An HTTPApp is served as it is; an ASGI or WSGI app made by
+    :func:`~modeldeploy.adapters.asgi` or :func:`~modeldeploy.adapters.wsgi` as
+    the HTTPApp it wraps; a :class:`~modeldeploy.Service` alone; a
     :class:`~modeldeploy.Predictor` or a plain callable (the model itself) in a
     new Service with a :class:`~modeldeploy.PrometheusMonitor` on the default
     registry.
@@ -130,10 +143,20 @@ def as_app(target: object, spec: str = "the target") -> HTTPApp:
         spec: How the object was named, for error messages.
 
     Raises:
-        ModelLoadError: *target* is none of these, or a class.
+        ModelLoadError: *target* is none of these, or a class, or it holds a
+            service that is already closed or failed (it could never answer).
 
     .. versionadded:: 0.1.0
     """
+    app = _as_app(target, spec)
+    for service in app.services.values():
+        refused = cannot_serve(service)
+        if refused is not None:
+            raise ModelLoadError(refused)
+    return app
+
+
+def _as_app(target: object, spec: str) -> HTTPApp:
     if isinstance(target, HTTPApp):
         return target
     if isinstance(target, Service):
@@ -143,6 +166,9 @@ def as_app(target: object, spec: str = "the target") -> HTTPApp:
             f"{spec} is the class {target.__name__}; name an instance "
             "(a Service, a Predictor, an HTTPApp or a callable)"
         )
+    wrapped = _adapter_app(target)
+    if wrapped is not None:
+        return wrapped
     if isinstance(target, Predictor):
         return HTTPApp(Service(target, monitors=[PrometheusMonitor()]))
     if callable(target):
@@ -151,6 +177,60 @@ def as_app(target: object, spec: str = "the target") -> HTTPApp:
         f"{spec} is of type {type(target).__name__}; expected a Service, a Predictor, "
         "an HTTPApp or a callable"
     )
+
+
+def _adapter_app(target: object) -> HTTPApp | None:
+    """The HTTPApp inside an app made by our ASGI or WSGI adapter, else None."""
+    from ..adapters.asgi import _ASGIApp
+    from ..adapters.wsgi import _WSGIApp
+
+    if isinstance(target, _ASGIApp | _WSGIApp):
+        return target.app
+    return None
+
+
+def is_asgi_app(target: object) -> bool:
+    """
+    Whether *target* is an ASGI 3 application: ``async def app(scope, receive, send)``.
+
+    What uvicorn checks, plus the three parameters, so that an ``async def``
+    model of one argument is not taken for an app.
+    """
+    if isinstance(target, type) or not callable(target):
+        return False
+    call = target if inspect.isroutine(target) else type(target).__call__
+    if not inspect.iscoroutinefunction(call):
+        return False
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) == 3
+
+
+def _target(spec: str) -> object:
+    """The object *spec* names."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        # `modeldeploy serve myapp:service` finds myapp.py where it runs, as uvicorn does
+        sys.path.insert(0, cwd)
+    for load in _LOADERS:
+        target = load(spec)
+        if target is not None:
+            return target
+    raise ModelNotFoundError(
+        f"cannot read SPEC {spec!r}: expected package.module:attribute "
+        "(for example modeldeploy.demo:service)"
+    )
+
+
+def _served(spec: str) -> HTTPApp | ASGIApp:
+    """What ``modeldeploy serve`` runs for *spec*: our HTTPApp, or an ASGI app as it is."""
+    target = _target(spec)
+    if _adapter_app(target) is None and is_asgi_app(target):
+        return cast("ASGIApp", target)
+    return as_app(target, repr(spec))
 
 
 def resolve(spec: str) -> HTTPApp:
@@ -176,18 +256,7 @@ def resolve(spec: str) -> HTTPApp:
 
     .. versionadded:: 0.1.0
     """
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        # `modeldeploy serve myapp:service` finds myapp.py where it runs, as uvicorn does
-        sys.path.insert(0, cwd)
-    for load in _LOADERS:
-        target = load(spec)
-        if target is not None:
-            return as_app(target, repr(spec))
-    raise ModelNotFoundError(
-        f"cannot read SPEC {spec!r}: expected package.module:attribute "
-        "(for example modeldeploy.demo:service)"
-    )
+    return as_app(_target(spec), repr(spec))
 
 
 # -- the command line ---------------------------------------------------------------
@@ -344,12 +413,20 @@ def _serve(options: argparse.Namespace) -> int:
         _require("--grpc-port", "grpc")
     configure_logging(options.log_level)
     _connection_settings(options)
+    # before SPEC is imported: the metrics it creates must write to the shared directory
+    several = options.workers > 1 or (options.server == "gunicorn" and options.grpc_port)
+    metrics_dir = _MultiprocessDir(several)
     try:
-        app = resolve(options.spec)
-    except ModelDeployError as exc:
-        raise UsageError(exc.message) from exc
-    runner = {"uvicorn": _run_uvicorn, "gunicorn": _run_gunicorn, "wsgiref": _run_wsgiref}
-    return runner[options.server](options, app)
+        try:
+            served = _served(options.spec)
+        except ModelDeployError as exc:
+            raise UsageError(exc.message) from exc
+        if not isinstance(served, HTTPApp):
+            return _run_asgi_app(options, served)
+        runner = {"uvicorn": _run_uvicorn, "gunicorn": _run_gunicorn, "wsgiref": _run_wsgiref}
+        return runner[options.server](options, served)
+    finally:
+        metrics_dir.remove()
 
 
 def _require(what: str, module: str) -> None:
@@ -364,25 +441,175 @@ def _require(what: str, module: str) -> None:
         raise UsageError(f"{what} needs {module}: pip install {install!r}") from None
 
 
-def _listening(options: argparse.Namespace, app: HTTPApp) -> None:
+def _listening(options: argparse.Namespace, app: HTTPApp) -> str:
     models = ", ".join(f"{s.name!r} version {s.version!r}" for s in app.services.values())
     noun = "model" if len(app.services) == 1 else "models"
     processes = f"{options.workers} process{'es' if options.workers > 1 else ''}"
     if options.server == "gunicorn":
         processes += f", {options.threads or _DEFAULT_THREADS} threads each"
-    logger.info(
-        "serving %s %s on http://%s:%d (%s, %s); metrics on /metrics",
-        noun,
-        models,
-        _host_for_url(options.host),
-        options.port,
-        options.server,
-        processes,
+    return (
+        f"serving {noun} {models} on http://{_host_for_url(options.host)}:{options.port} "
+        f"({options.server}, {processes}); metrics on /metrics"
     )
 
 
 def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def _inline(app: HTTPApp) -> bool:
+    # workers=0 everywhere: compute on the event loop, as asgi(..., inline=True) does
+    return all(service.workers == 0 for service in app.services.values())
+
+
+# -- loading after the port is bound ---------------------------------------------------
+
+
+class _Loading:
+    """
+    Starts an app's services on a thread of their own, logging progress.
+
+    The servers bind their port first and start this next, so the health
+    routes answer while a model loads (live 200, ready 400): a liveness probe
+    does not kill a pod whose model takes minutes to load.
+    """
+
+    def __init__(self, app: HTTPApp, on_done: Callable[[str | None], None]) -> None:
+        self.app = app
+        self.done = threading.Event()
+        self.failure: str | None = None
+        self._on_done = on_done
+        self._lock = threading.Lock()
+        self._started = False
+
+    def start(self) -> None:
+        """Start loading, once."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(target=self._load, name="modeldeploy-load", daemon=True).start()
+
+    def _load(self) -> None:
+        threading.Thread(target=self._progress, name="modeldeploy-progress", daemon=True).start()
+        try:
+            self.failure = self.app.start_services()
+        except Exception as exc:  # start_services logs and returns failures; in case
+            logger.exception("loading failed")
+            self.failure = str(exc)
+        finally:
+            self.done.set()
+        self._on_done(self.failure)
+
+    def _progress(self) -> None:
+        started = time.monotonic()
+        interval = _PROGRESS_FIRST_S
+        while not self.done.wait(interval):
+            loading = [
+                repr(s.name)
+                for s in self.app.services.values()
+                if s.state in (State.NEW, State.STARTING)
+            ]
+            if loading:
+                noun = "model" if len(loading) == 1 else "models"
+                logger.info(
+                    "loading %s %s: %.0fs so far; /v2/health/live answers, ready does not yet",
+                    noun,
+                    ", ".join(loading),
+                    time.monotonic() - started,
+                )
+            interval = _PROGRESS_EVERY_S
+
+
+def _while_loading(app: HTTPApp, method: str, path: str, headers: Mapping[str, str]) -> Response:
+    """The answer to a request that comes while the services load."""
+    if method in ("GET", "HEAD"):
+        # health, metadata, readiness and /metrics: the app answers them from state
+        return app(method, path, headers, b"")
+    return app.error(path, NotReadyError("the model is still loading"))
+
+
+class _ASGIWhileLoading:
+    """An ASGI app: :func:`_while_loading` until loading is done, then *inner*."""
+
+    def __init__(
+        self, app: HTTPApp, inner: ASGIApp, loading: _Loading, *, load_on_startup: bool
+    ) -> None:
+        self.app = app
+        self.inner = inner
+        self.loading = loading
+        self._load_on_startup = load_on_startup
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # once loaded, one await more than the adapter alone
+        if self.loading.done.is_set() and scope["type"] == "http":
+            await self.inner(scope, receive, send)
+            return
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        response = _while_loading(self.app, scope["method"], scope["path"], headers)
+        raw = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()
+        ]
+        raw.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": raw})
+        body = b"" if scope["method"] == "HEAD" else response.body
+        await send({"type": "http.response.body", "body": body})
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self._load_on_startup:
+                    self.loading.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await asyncio.to_thread(_close, self.app, self.loading)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class _WSGIWhileLoading:
+    """A WSGI app: :func:`_while_loading` until loading is done, then *inner*."""
+
+    def __init__(self, app: HTTPApp, inner: WSGIApp, loading: _Loading) -> None:
+        self.app = app
+        self.inner = inner
+        self.loading = loading
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if self.loading.done.is_set():
+            return self.inner(environ, start_response)
+        method = environ["REQUEST_METHOD"]
+        headers = {"accept": environ.get("HTTP_ACCEPT", "")}
+        response = _while_loading(self.app, method, environ.get("PATH_INFO", ""), headers)
+        status = http.HTTPStatus(response.status)
+        out = [*response.headers.items(), ("Content-Length", str(len(response.body)))]
+        start_response(f"{status.value} {status.phrase}", out)
+        return [b""] if method == "HEAD" else [response.body]
+
+
+def _close(app: HTTPApp, loading: _Loading | None) -> None:
+    """Close every service; while still loading, leave them (the threads are daemons)."""
+    if loading is not None and not loading.done.is_set():
+        logger.warning("stopped before the models finished loading")
+        return
+    for service in app.services.values():
+        service.close(timeout=_GRACE_S)
+
+
+def _exit_worker(failure: str | None) -> None:
+    """In a server's worker process: a model that fails to load stops the whole server."""
+    if failure is not None:
+        logger.error("cannot serve: %s", failure)
+        # the servers' "failed to boot" status: uvicorn's and gunicorn's
+        # supervisors stop instead of starting a worker that fails again
+        os._exit(_WORKER_BOOT_ERROR)
 
 
 # -- signals and the gRPC server beside HTTP ---------------------------------------
@@ -394,6 +621,7 @@ class _Stop:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.forward: Callable[[int], None] | None = None
+        self.failed = False  # stopped because a model failed to load
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -408,46 +636,69 @@ class _Stop:
 
 
 def _start_grpc(options: argparse.Namespace, app: HTTPApp) -> grpc.Server | None:
+    """Bind and start the gRPC server; its services start with the HTTP ones."""
     if options.grpc_port is None:
         return None
     from ..adapters.grpc import server
 
-    for service in app.services.values():
-        if service.state is State.NEW:
-            service.start()
     address = f"{_host_for_url(options.host)}:{options.grpc_port}"
     try:
         grpc_server, _ = server(app, address)
     except RuntimeError as exc:
-        raise UsageError(str(exc)) from exc
+        # grpc's own text ("Failed to bind to address ...") names no cause we know
+        raise StartError(
+            f"cannot listen for gRPC on {address}: the port is taken or the address "
+            "is not this machine's"
+        ) from exc
     grpc_server.start()
     where = "this process" if options.workers == 1 else "the supervising process"
+    if options.server == "gunicorn":
+        where = "the supervising process"
     logger.info("serving gRPC (V2 GRPCInferenceService) on %s, in %s", address, where)
     return grpc_server
 
 
-def _shutdown(app: HTTPApp, grpc_server: grpc.Server | None) -> None:
+def _shutdown(app: HTTPApp, grpc_server: grpc.Server | None, loading: _Loading | None) -> None:
     if grpc_server is not None:
         grpc_server.stop(grace=_GRACE_S).wait()
-    for service in app.services.values():
-        service.close(timeout=_GRACE_S)
+    _close(app, loading)
     logger.info("stopped")
 
 
 class _MultiprocessDir:
-    """A temporary PROMETHEUS_MULTIPROC_DIR for several processes, unless one is set."""
+    """
+    prometheus_client's multiprocess mode for several processes.
 
-    def __init__(self, processes: int) -> None:
+    A temporary ``PROMETHEUS_MULTIPROC_DIR`` unless one is set, put in the
+    environment before ``SPEC`` is imported, so that the metrics of this
+    process (the gRPC requests it answers) are shared too.
+    """
+
+    def __init__(self, several: bool) -> None:
         self.path: str | None = None
-        if processes > 1 and not os.environ.get(_MULTIPROC_ENV):
+        if not several:
+            return
+        if not os.environ.get(_MULTIPROC_ENV):
             self.path = tempfile.mkdtemp(prefix="modeldeploy-metrics-")
+            os.environ[_MULTIPROC_ENV] = self.path
+        from prometheus_client import values
 
-    def env(self) -> dict[str, str]:
-        return {_MULTIPROC_ENV: self.path} if self.path is not None else {}
+        # prometheus_client picks its value class once, when imported, from the
+        # environment; modeldeploy imported it before the variable was set
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
     def remove(self) -> None:
         if self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
+            os.environ.pop(_MULTIPROC_ENV, None)
+
+
+def _mark_dead(pid: int | None) -> None:
+    """Drop the live-gauge files of a dead worker, as prometheus_client asks."""
+    if pid is not None and os.environ.get(_MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 # -- uvicorn ---------------------------------------------------------------------------
@@ -459,64 +710,156 @@ def _asgi_app() -> ASGIApp:
 
     ``modeldeploy serve --workers N`` runs uvicorn with this factory: uvicorn
     spawns fresh processes, which import ``SPEC`` (from the environment)
-    themselves.
+    themselves, and load the models once serving.
     """
     from ..adapters.asgi import asgi
 
     configure_logging(os.environ.get(_LOG_LEVEL_ENV, "info"))
-    return asgi(resolve(os.environ[_SPEC_ENV]))
+    served = _served(os.environ[_SPEC_ENV])
+    if not isinstance(served, HTTPApp):
+        return served
+    loading = _Loading(served, _exit_worker)
+    inner = asgi(served, inline=_inline(served))
+    return _ASGIWhileLoading(served, inner, loading, load_on_startup=True)
+
+
+def _uvicorn_options(options: argparse.Namespace) -> dict[str, Any]:
+    from ..servers.uvicorn import protocol as uvicorn_protocol
+
+    return {
+        "host": options.host,
+        "port": options.port,
+        "log_level": options.log_level,
+        "access_log": options.access_log,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": int(_GRACE_S),
+        # read deadlines, idle keep-alive and a connection limit (docs/reliability.md)
+        "http": uvicorn_protocol(),
+        "timeout_keep_alive": options.keep_alive_timeout,
+        "limit_concurrency": options.max_connections,
+    }
 
 
 def _run_uvicorn(options: argparse.Namespace, app: HTTPApp) -> int:
     import uvicorn
 
     from ..adapters.asgi import asgi
-    from ..servers.uvicorn import protocol as uvicorn_protocol
 
     stop = _Stop()
     # uvicorn re-raises the signal it stopped on once it is done; these
     # handlers take it, so the process exits 0 instead of dying by SIGTERM
     stop.install()
-    metrics_dir = _MultiprocessDir(options.workers)
     grpc_server = None
+    loading: _Loading | None = None
     try:
         grpc_server = _start_grpc(options, app)
         if stop.event.is_set():
             return 0  # stopped before uvicorn took over the signals
-        _listening(options, app)
-        common: dict[str, Any] = {
-            "host": options.host,
-            "port": options.port,
-            "log_level": options.log_level,
-            "access_log": options.access_log,
-            "lifespan": "on",
-            "timeout_graceful_shutdown": int(_GRACE_S),
-            # read deadlines, idle keep-alive and a connection limit (docs/reliability.md)
-            "http": uvicorn_protocol(),
-            "timeout_keep_alive": options.keep_alive_timeout,
-            "limit_concurrency": options.max_connections,
-        }
-        try:
-            if options.workers == 1:
-                uvicorn.run(asgi(app), **common)
+        if options.workers > 1:
+            if grpc_server is not None:
+                loading = _Loading(app, lambda failure: _failed(failure, stop))
+                loading.start()
+            return _run_uvicorn_workers(options, app, stop)
+        failed: list[str] = []
+
+        class Server(uvicorn.Server):
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets)
+                if self.started and loading is not None:
+                    loading.start()  # the port is bound: now load
+
+        def done(failure: str | None) -> None:
+            if failure is None:
+                logger.info("%s", _listening(options, app))
             else:
-                os.environ.update(
-                    {
-                        _SPEC_ENV: options.spec,
-                        _LOG_LEVEL_ENV: options.log_level,
-                        **metrics_dir.env(),
-                    }
-                )
-                uvicorn.run(
-                    f"{__name__}:_asgi_app", factory=True, workers=options.workers, **common
-                )
+                failed.append(failure)
+                logger.error("cannot serve: %s", failure)
+                server.should_exit = True
+
+        loading = _Loading(app, done)
+        inner = asgi(app, inline=_inline(app))
+        wrapped = _ASGIWhileLoading(app, inner, loading, load_on_startup=False)
+        server = Server(uvicorn.Config(wrapped, **_uvicorn_options(options)))
+        try:
+            server.run()
         except SystemExit as exc:
             # uvicorn exits this way when it cannot start (the port is taken); it logged why
             if exc.code:
                 return 1
+        return 1 if failed or not server.started else 0
     finally:
-        _shutdown(app, grpc_server)
-        metrics_dir.remove()
+        _shutdown(app, grpc_server, loading)
+
+
+def _failed(failure: str | None, stop: _Stop) -> None:
+    if failure is not None:
+        logger.error("cannot serve: %s", failure)
+        stop.failed = True
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _run_uvicorn_workers(options: argparse.Namespace, app: HTTPApp, stop: _Stop) -> int:
+    """``--workers N``: uvicorn's supervisor, marking dead workers for the metrics."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        failed = False
+
+        def keep_subprocess_alive(self) -> None:
+            watched = list(self.processes)
+            super().keep_subprocess_alive()
+            for process in watched:
+                if process.exitcode is not None:  # it died (and was replaced, or stops us)
+                    _mark_dead(process.pid)
+                    self.failed = self.failed or process.exitcode == _WORKER_BOOT_ERROR
+
+    os.environ.update({_SPEC_ENV: options.spec, _LOG_LEVEL_ENV: options.log_level})
+    config = uvicorn.Config(
+        f"{__name__}:_asgi_app", factory=True, workers=options.workers, **_uvicorn_options(options)
+    )
+    try:
+        sock = config.bind_socket()
+    except SystemExit:
+        return 1  # uvicorn logged why (the port is taken)
+    with sock:
+        logger.info("%s", _listening(options, app))
+        supervisor = Supervisor(config, sockets=[sock])
+        supervisor.run()
+        for process in supervisor.processes:
+            _mark_dead(process.pid)
+    return 1 if supervisor.failed or stop.failed else 0
+
+
+def _run_asgi_app(options: argparse.Namespace, app: ASGIApp) -> int:
+    """Serve an ASGI app that is not ours, as it is: uvicorn, its own lifespan."""
+    import uvicorn
+
+    if options.server != "uvicorn":
+        raise UsageError(f"{options.spec} is an ASGI app: serve it with --server uvicorn")
+    if options.grpc_port is not None:
+        raise UsageError(
+            f"{options.spec} is an ASGI app of its own: --grpc-port needs a Service or an HTTPApp"
+        )
+    stop = _Stop()
+    stop.install()
+    common = _uvicorn_options(options)
+    logger.info(
+        "serving the ASGI app %s on http://%s:%d (uvicorn)",
+        options.spec,
+        _host_for_url(options.host),
+        options.port,
+    )
+    try:
+        if options.workers == 1:
+            uvicorn.run(app, **common)
+        else:
+            os.environ.update({_SPEC_ENV: options.spec, _LOG_LEVEL_ENV: options.log_level})
+            uvicorn.run(f"{__name__}:_asgi_app", factory=True, workers=options.workers, **common)
+    except SystemExit as exc:
+        if exc.code:
+            return 1
+    logger.info("stopped")
     return 0
 
 
@@ -533,20 +876,23 @@ def _run_gunicorn(options: argparse.Namespace, app: HTTPApp) -> int:
         "keepalive": max(1, round(options.keep_alive_timeout)),  # gunicorn takes whole seconds
         "worker_connections": options.max_connections,
     }
-    metrics_dir = _MultiprocessDir(options.workers)
     env = {
         **os.environ,
         _SPEC_ENV: options.spec,
         _LOG_LEVEL_ENV: options.log_level,
         _GUNICORN_ENV: json.dumps(settings),
-        **metrics_dir.env(),
+        _LISTENING_ENV: _listening(options, app),
     }
     stop = _Stop()
     stop.install()
     grpc_server = None
+    loading: _Loading | None = None
+    code = 1
     try:
         grpc_server = _start_grpc(options, app)
-        _listening(options, app)
+        if grpc_server is not None:
+            loading = _Loading(app, lambda failure: _failed(failure, stop))
+            loading.start()
         # a child process: the gunicorn master forks workers, and a service
         # (threads) must never be started in a process that forks
         child = subprocess.Popen(  # noqa: S603  # our interpreter, our code; SPEC is in env
@@ -564,32 +910,32 @@ def _run_gunicorn(options: argparse.Namespace, app: HTTPApp) -> int:
             forward(signal.SIGTERM)
         code = child.wait()
     finally:
-        _shutdown(app, grpc_server)
-        metrics_dir.remove()
+        _shutdown(app, grpc_server, loading)
     if code != 0:
         logger.error("gunicorn exited with status %d", code)
         return 1
-    return 0
+    return 1 if stop.failed else 0
 
 
 def _gunicorn_main() -> None:
     """The gunicorn master process :func:`_run_gunicorn` starts."""
     from gunicorn.app.base import BaseApplication
 
+    configure_logging(os.environ.get(_LOG_LEVEL_ENV, "info"))
     settings: dict[str, Any] = json.loads(os.environ[_GUNICORN_ENV])
     spec = os.environ[_SPEC_ENV]
-    loaded: list[HTTPApp] = []
+    loaded: list[tuple[HTTPApp, _Loading]] = []
+
+    def when_ready(server: Any) -> None:
+        # in the master, once its socket is bound
+        logger.info("%s", os.environ[_LISTENING_ENV])
 
     def worker_exit(server: Any, worker: Any) -> None:
-        for app in loaded:
-            for service in app.services.values():
-                service.close(timeout=_GRACE_S)
+        for app, loading in loaded:
+            _close(app, loading)
 
     def child_exit(server: Any, worker: Any) -> None:
-        if os.environ.get(_MULTIPROC_ENV):
-            from prometheus_client import multiprocess
-
-            multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+        _mark_dead(worker.pid)
 
     class Application(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
         def load_config(self) -> None:
@@ -599,6 +945,7 @@ def _gunicorn_main() -> None:
                 "worker_class": "modeldeploy.servers.gunicorn.ThreadWorker",
                 "graceful_timeout": int(_GRACE_S),
                 "proc_name": "modeldeploy",
+                "when_ready": when_ready,
                 "worker_exit": worker_exit,
                 "child_exit": child_exit,
                 # gunicorn >= 23 opens $HOME/.gunicorn/gunicorn.ctl, shared by every instance
@@ -609,16 +956,15 @@ def _gunicorn_main() -> None:
                     self.cfg.set(key, value)
 
         def load(self) -> Any:
-            # runs in each worker after the fork: its own import of SPEC, its own threads
+            # runs in each worker after the fork: its own import of SPEC, its own
+            # threads; the model loads on a thread while the worker answers health
             from ..adapters.wsgi import wsgi
 
-            configure_logging(os.environ.get(_LOG_LEVEL_ENV, "info"))
             app = resolve(spec)
-            for service in app.services.values():
-                if service.state is State.NEW:
-                    service.start()
-            loaded.append(app)
-            return wsgi(app)
+            loading = _Loading(app, _exit_worker)
+            loading.start()
+            loaded.append((app, loading))
+            return _WSGIWhileLoading(app, wsgi(app), loading)
 
     Application().run()
 
@@ -646,13 +992,25 @@ def _run_wsgiref(options: argparse.Namespace, app: HTTPApp) -> int:
     stop = _Stop()
     stop.install()
     grpc_server = None
+    failed: list[str] = []
+
+    def done(failure: str | None) -> None:
+        if failure is None:
+            logger.info("%s", _listening(options, app))
+        else:
+            failed.append(failure)
+            logger.error("cannot serve: %s", failure)
+            stop.event.set()
+
+    loading = _Loading(app, done)
     try:
-        for service in app.services.values():
-            if service.state is State.NEW:
-                service.start()
         try:
             httpd = make_server(
-                options.host, options.port, wsgi(app), server_class=Server, handler_class=Handler
+                options.host,
+                options.port,
+                _WSGIWhileLoading(app, wsgi(app), loading),
+                server_class=Server,
+                handler_class=Handler,
             )
         except OSError as exc:
             logger.error("cannot listen on %s:%d: %s", options.host, options.port, exc)
@@ -661,13 +1019,13 @@ def _run_wsgiref(options: argparse.Namespace, app: HTTPApp) -> int:
             grpc_server = _start_grpc(options, app)
             loop = threading.Thread(target=httpd.serve_forever, name="wsgiref", daemon=True)
             loop.start()
-            _listening(options, app)
+            loading.start()
             stop.event.wait()
             httpd.shutdown()  # returns once the request being answered is done
             loop.join()
     finally:
-        _shutdown(app, grpc_server)
-    return 0
+        _shutdown(app, grpc_server, loading)
+    return 1 if failed else 0
 
 
 def _address_family(host: str) -> int:
