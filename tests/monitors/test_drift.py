@@ -285,3 +285,25 @@ class TestContract:
     def test_refuses_a_reference_of_another_format(self) -> None:
         with pytest.raises(ValueError, match="reference_statistics"):
             DriftMonitor({"inputs": []}, registry=CollectorRegistry())
+
+
+class TestThroughAService:
+    @pytest.mark.parametrize("workers", [0, 2])
+    def test_a_shift_is_flagged_from_served_requests(
+        self, reference: dict[str, Any], workers: int
+    ) -> None:
+        m = monitor(reference, sample_rate=1.0, window=400)
+        service = md.Service(
+            md.predictor(outputs, batched=True, name="adder", version="3"),
+            monitors=[m],
+            workers=workers,
+        )
+        rng = random.Random(12)
+        with service:
+            for row in rows(rng, 400, shift=1.0):
+                service.predict(row)
+        drift = {d.feature: d for d in m.drift("adder")}
+        assert drift["c"].detected
+        assert drift["c"].observations == 400
+        assert not drift["a"].detected
+        assert {dict(k[1])["version"] for k in samples(m.registry)} == {"3"}
