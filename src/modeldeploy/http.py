@@ -79,6 +79,7 @@ _MODELS_PLAIN: Final = "/models/"
 # route kinds; the fixed paths map straight to one
 _LIVE, _READY, _SERVER_META, _METRICS, _PREDICT = range(5)
 _MODEL_META, _MODEL_READY, _INFER = range(5, 8)
+_OPENAPI: Final = 8
 _FIXED: Final[Mapping[str, tuple[str, int]]] = MappingProxyType(
     {
         "/v2/health/live": ("GET", _LIVE),
@@ -86,6 +87,7 @@ _FIXED: Final[Mapping[str, tuple[str, int]]] = MappingProxyType(
         "/v2": ("GET", _SERVER_META),
         "/metrics": ("GET", _METRICS),
         "/predict": ("POST", _PREDICT),
+        "/openapi.json": ("GET", _OPENAPI),
     }
 )
 # /v2/models/{name}/<tail>, /v2/models/{name}/versions/{v}/<tail>
@@ -341,6 +343,10 @@ class HTTPApp:
                 return _LIVE_OK if all(s.ready() for s in self.services.values()) else _FALSE
             if kind == _SERVER_META:
                 return self._server_metadata
+            if kind == _OPENAPI:
+                from .openapi import document
+
+                return Response(200, _JSON_HEADERS, _dumps(document(self.services.values())))
             return self._metrics(headers)
         if path.startswith(_MODELS_V2):
             return self._resolve_v2_model(method, path[len(_MODELS_V2) :])
