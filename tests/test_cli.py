@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,15 @@ from modeldeploy import cli
 from modeldeploy.demo import predict_proba
 from modeldeploy.http import HTTPApp
 from tests.conftest import require_tool
-from tests.integration.servers import ROOT, STOP_WITHIN, Process, free_port, request, serve
+from tests.integration.servers import (
+    ROOT,
+    STOP_WITHIN,
+    Process,
+    free_port,
+    is_ready,
+    request,
+    serve,
+)
 
 SERVE_OPTIONS = [
     "--host",
@@ -254,21 +265,23 @@ def check_predict(port: int) -> None:
     np.testing.assert_allclose(json.loads(body), predict_proba(ROWS), rtol=1e-6)
 
 
-def check_metrics_count_every_process(port: int) -> None:
-    def served() -> float:
-        _, _, body = request(port, "GET", "/metrics")
-        found = re.findall(
-            rb'^modeldeploy_requests_total\{code="ok",model="demo",version="1"\} (\S+)$',
-            body,
-            re.MULTILINE,
-        )
-        return sum(float(v) for v in found)
+def served(port: int) -> float:
+    """The demo's successful requests, as ``/metrics`` counts them."""
+    _, _, body = request(port, "GET", "/metrics")
+    found = re.findall(
+        rb'^modeldeploy_requests_total\{code="ok",model="demo",version="1"\} (\S+)$',
+        body,
+        re.MULTILINE,
+    )
+    return sum(float(v) for v in found)
 
-    before = served()
+
+def check_metrics_count_every_process(port: int) -> None:
+    before = served(port)
     for _ in range(20):
         # a new connection each time, so every worker process gets some
         check_predict(port)
-    assert served() == before + 20
+    assert served(port) == before + 20
 
 
 def listening_line(server: str, port: int, processes: str) -> str:
@@ -389,14 +402,32 @@ class TestUvicornWorkers:
 
     @pytest.fixture(scope="class")
     @classmethod
-    def server(cls) -> Iterator[Process]:
-        process = serve("modeldeploy.demo:service", "--workers", "2", name="uvicorn x2")
+    def server(cls, grpc_port: int) -> Iterator[Process]:
+        process = serve(
+            "modeldeploy.demo:service", "--workers", "2", "--grpc-port", str(grpc_port + 1),
+            name="uvicorn x2",
+        )  # fmt: skip
         yield process
         process.kill()
 
     def test_predict_and_metrics(self, server: Process) -> None:
         assert listening_line("uvicorn", server.port, "2 processes") in server.log()
         check_metrics_count_every_process(server.port)
+
+    def test_metrics_count_grpc_requests_of_the_supervisor(
+        self, server: Process, grpc_port: int
+    ) -> None:
+        # the supervising process answers gRPC: its counts are in the shared directory
+        before = served(server.port)
+        client = tgrpc.InferenceServerClient(f"127.0.0.1:{grpc_port + 1}")
+        try:
+            features = tgrpc.InferInput("features", [2, 4], "FP32")
+            features.set_data_from_numpy(np.asarray(ROWS, dtype=np.float32))
+            for _ in range(5):
+                client.infer("demo", [features])
+        finally:
+            client.close()
+        assert served(server.port) == before + 5
 
     def test_sigterm_stops_cleanly(self, server: Process) -> None:
         stop_cleanly(server)
@@ -476,3 +507,99 @@ def test_port_in_use_fails_with_status_1() -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def worker_pids(pid: int) -> set[int]:
+    """The child processes of *pid* (Linux)."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        children.update(int(p) for p in text)
+    return children
+
+
+def wait_until(condition: Callable[[], bool], what: str, process: Process) -> None:
+    deadline = time.monotonic() + STOP_WITHIN
+    while not condition():
+        if process.process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen:\n{process.log()}")
+        time.sleep(0.05)  # polling interval of a bounded loop
+
+
+@pytest.mark.integration
+def test_dead_uvicorn_worker_is_marked_dead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that dies is replaced, and its live gauges leave the shared directory."""
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics))
+    process = serve("modeldeploy.demo:service", "--workers", "2", name="uvicorn x2")
+    try:
+        # spawned workers, plus multiprocessing's resource tracker: the ones with gauges
+        wait_until(
+            lambda: len({p for p in worker_pids(process.pid) if gauge_files(metrics, p)}) == 2,
+            "both workers writing gauges",
+            process,
+        )
+        workers = {p for p in worker_pids(process.pid) if gauge_files(metrics, p)}
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        wait_until(
+            lambda: not gauge_files(metrics, victim), "the dead worker's gauges gone", process
+        )
+        wait_until(lambda: is_ready(process.port), "the server ready again", process)
+        assert any(p not in workers for p in worker_pids(process.pid))  # replaced
+        assert stop_status(process) == 0
+    finally:
+        process.kill()
+    assert sorted(metrics.iterdir())  # a directory of the user's is kept
+
+
+def gauge_files(directory: Path, pid: int) -> list[Path]:
+    return list(directory.glob(f"gauge_live*_{pid}.db"))
+
+
+def stop_status(process: Process) -> int:
+    return process.terminate()
+
+
+INLINE = """
+import asyncio
+import threading
+
+import modeldeploy as md
+
+
+def where(x):
+    try:
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    except RuntimeError:
+        loop = None
+    return [threading.current_thread().name, loop]
+
+
+service = md.Service(where, name="where", workers=0)
+"""
+
+
+@pytest.mark.integration
+def test_workers_0_service_computes_on_the_uvloop_event_loop(tmp_path: Path) -> None:
+    """`modeldeploy serve` of a workers=0 service takes the inline path on uvloop."""
+    (tmp_path / "where.py").write_text(INLINE)
+    process = serve("where:service", cwd=tmp_path, name="uvicorn inline")
+    try:
+        status, _, body = request(
+            process.port, "POST", "/predict", b"1", {"Content-Type": "application/json"}
+        )
+        assert status == 200, body
+        assert json.loads(body) == ["MainThread", "uvloop"]
+    finally:
+        process.kill()
+
+
+def test_the_asgi_extra_brings_uvicorns_c_loop_and_parser() -> None:
+    # the installed package's metadata, as pip reads it
+    requires = importlib.metadata.requires("modeldeploy") or []
+    asgi = {re.split(r"[<>=;\[ ]", r)[0] for r in requires if re.search(r"extra == .asgi.", r)}
+    assert {"uvicorn", "uvloop", "httptools"} <= asgi

@@ -303,18 +303,19 @@ class _Metrics:
                 ("model", "version"), namespace=ns, unit="seconds", buckets=buckets,
                 registry=None,
             )  # fmt: skip
+            # live modes: the files of a dead worker go (mark_process_dead), no pid label
             self.inflight = Gauge(
                 "inflight_requests", "Requests started and not yet finished.",
-                ("model", "version"), namespace=ns, registry=None,
+                ("model", "version"), namespace=ns, registry=None, multiprocess_mode="livesum",
             )  # fmt: skip
             request_collectors = (self.requests, self.duration, self.inflight)
         self.model_info = Gauge(
             "model_info", "1 for the version of each model that is currently loaded.",
-            ("model", "version"), namespace=ns, registry=None,
+            ("model", "version"), namespace=ns, registry=None, multiprocess_mode="livemax",
         )  # fmt: skip
         self.load_seconds = Gauge(
             "model_load", "Time the latest load and warm-up of the model took.",
-            ("model",), namespace=ns, unit="seconds", registry=None,
+            ("model",), namespace=ns, unit="seconds", registry=None, multiprocess_mode="livemax",
         )  # fmt: skip
         self.batch_size = Histogram(
             "batch_size", "Requests computed together in one predict call.",
