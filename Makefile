@@ -4,8 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 comma := ,
 PORT ?= 8000
-# extras the test suite needs; heavy ones (ray, dvc) only where their tests run
-EXTRAS ?= dev,numpy,fast,xml,flask,asgi,grpc,onnx,lightgbm,dashboard,otel
+# extras the test suite needs; heavy ones (ray) only where their tests run; torch is
+# left out (its tests skip without it): pip install torch==2.13.0 on a machine that has it
+EXTRAS ?= dev,numpy,fast,xml,flask,asgi,grpc,onnx,lightgbm,dashboard,otel,dvc,joblib
 
 .DEFAULT_GOAL := help
 .PHONY: help venv demo test lint typecheck unit docs docs-build bench proto clean

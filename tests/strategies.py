@@ -175,3 +175,29 @@ yaml_documents = st.recursive(
 feature_columns = st.lists(
     st.floats(-1e6, 1e6, allow_nan=False) | st.sampled_from([0.0, 1.0, 2.0]), min_size=1
 )
+
+# the model store (modeldeploy.store): manifests with any JSON metadata and reference
+from modeldeploy.store import FileEntry, Manifest  # noqa: E402
+
+_name_tail = st.text(alphabet="abcXYZ019._-+", max_size=12)
+store_names = st.builds(lambda head, tail: head + tail, st.sampled_from("aZ7"), _name_tail)
+_file_names = st.builds(
+    lambda head, tail: head + tail.replace("+", ""), st.sampled_from("mZ7"), _name_tail
+)
+_json_objects = st.dictionaries(text, json_values, max_size=4)
+_file_entries = st.builds(
+    FileEntry, st.binary(min_size=32, max_size=32).map(bytes.hex), st.integers(0, 2**40)
+)
+store_manifests = st.builds(
+    Manifest,
+    name=store_names,
+    version=store_names,
+    format=st.sampled_from(["json", "joblib", "onnx", "torch"]),
+    created=st.datetimes().map(lambda d: d.isoformat(timespec="microseconds") + "+00:00"),
+    files=st.dictionaries(_file_names, _file_entries, max_size=3),
+    signature=st.none() | signatures(),
+    metadata=_json_objects,
+    reference=st.none() | _json_objects,
+    factory=st.none() | st.just("package.module:build"),
+    hmac=st.none() | st.binary(min_size=32, max_size=32).map(lambda b: "hmac-sha256:" + b.hex()),
+)

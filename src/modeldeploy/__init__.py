@@ -31,6 +31,7 @@ from .errors import (
     UnsupportedMediaTypeError,
     UntrustedPayloadError,
     ValidationError,
+    VersionExistsError,
     VersionNotFoundError,
 )
 from .interfaces import Monitor, Predictor, RequestRecorder, Serializer
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from .adapters.wsgi import wsgi
     from .http import HTTPApp
     from .serializers import JSON, XML, MsgPack, Pickle, Protobuf
+    from .store import ModelStore
 
 __all__ = [
     "JSON",
@@ -70,6 +72,7 @@ __all__ = [
     "ModelDeployError",
     "ModelLoadError",
     "ModelNotFoundError",
+    "ModelStore",
     "Monitor",
     "MonitorFailed",
     "MsgPack",
@@ -99,6 +102,7 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "UntrustedPayloadError",
     "ValidationError",
+    "VersionExistsError",
     "VersionNotFoundError",
     "__version__",
     "asgi",
@@ -119,6 +123,7 @@ _LAZY = {
     "Protobuf": "modeldeploy.serializers",
     "XML": "modeldeploy.serializers",
     "HTTPApp": "modeldeploy.http",
+    "ModelStore": "modeldeploy.store",
     "asgi": "modeldeploy.adapters.asgi",
     "wsgi": "modeldeploy.adapters.wsgi",
     "handler": "modeldeploy.adapters.decorator",

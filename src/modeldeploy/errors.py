@@ -15,6 +15,7 @@ code name, and a message that is safe to show a client. Details that are not
     + NotAcceptableError        406  no serializer satisfies the Accept header
     + ModelNotFoundError        404  no model of that name
     + VersionNotFoundError      404  no such version of a known model
+    + VersionExistsError        409  a saved version is immutable: saving over it is refused
   x ServiceError                we cannot serve it now (5xx)
     + EncodeError               500  the model's output does not fit the format
     + ModelLoadError            500  the model failed to load or warm up
@@ -51,6 +52,7 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "UntrustedPayloadError",
     "ValidationError",
+    "VersionExistsError",
     "VersionNotFoundError",
 ]
 
@@ -169,6 +171,17 @@ class RequestTimeoutError(RequestError):
 
     code, http_status, grpc_status = "request_timeout", 408, "DEADLINE_EXCEEDED"
     default_message = "the request was not received within the read timeout"
+
+
+class VersionExistsError(RequestError):
+    """
+    A model store already holds that version; versions never change once saved.
+
+    .. versionadded:: 0.1.0
+    """
+
+    code, http_status, grpc_status = "version_exists", 409, "ALREADY_EXISTS"
+    default_message = "model version already exists"
 
 
 class RequestCancelledError(RequestError):
