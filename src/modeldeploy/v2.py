@@ -43,6 +43,7 @@ from .errors import (
 )
 from .messages import Request, Response, Signature, TensorSpec, make_response
 from .serializers._base import DEFAULT_MAX_SIZE, check_size
+from .serializers.json import check_memory, default_max_memory
 
 if TYPE_CHECKING:
     from ._proto.inference import grpc_service_pb2 as pb
@@ -285,7 +286,7 @@ def decode_infer_request(
         raise DecodeError(f"{HEADER_LENGTH} is {header_length} but the body has only {size} bytes")
     else:
         header_end = header_length
-    header = _loads(view[:header_end])
+    header = _loads(view[:header_end], max_body_size)
     if not isinstance(header, dict):
         raise DecodeError("the inference request must be a JSON object")
     request_id = _optional_str(header, "id", "the request")
@@ -336,7 +337,10 @@ def decode_infer_request(
     return InferRequest(inputs=inputs, id=request_id, parameters=parameters, outputs=outputs)
 
 
-def _loads(data: memoryview) -> JSONValue:
+def _loads(data: memoryview, max_body_size: int | None = None) -> JSONValue:
+    if max_body_size is not None:
+        # a body limit bounds memory too: many small values decode into 30x their bytes
+        check_memory(data, default_max_memory(max_body_size), "V2 request header")
     try:
         if orjson is not None:
             return orjson.loads(data)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from itertools import accumulate
 from typing import Any, Literal
 
-from modeldeploy.errors import DecodeError, EncodeError
+from modeldeploy.errors import DecodeError, EncodeError, PayloadTooLargeError
 from modeldeploy.negotiation import BUILTIN_MEDIA_TYPES
 
 from ._base import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, check_size, numpy_or_none
@@ -33,7 +33,16 @@ _ORJSON_OPTIONS = (
     orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS if orjson is not None else 0
 )
 
-__all__ = ["INT_MAX", "INT_MIN", "JSON", "MAX_SUPPORTED_DEPTH", "TENSOR_DTYPES", "TENSOR_KEY"]
+__all__ = [
+    "INT_MAX",
+    "INT_MIN",
+    "JSON",
+    "MAX_SUPPORTED_DEPTH",
+    "MEMORY_FACTOR",
+    "MIN_MEMORY",
+    "TENSOR_DTYPES",
+    "TENSOR_KEY",
+]
 
 INT_MIN = -(2**63)
 """The smallest int :class:`JSON` encodes (the int64 minimum)."""
@@ -43,6 +52,12 @@ INT_MAX = 2**64 - 1
 
 MAX_SUPPORTED_DEPTH = 200
 """The largest ``max_depth`` accepted; orjson refuses to encode past 254 levels."""
+
+MEMORY_FACTOR = 4
+"""The default ``max_memory`` of :class:`JSON`, as a multiple of its ``max_size``."""
+
+MIN_MEMORY = 16 * 1024 * 1024
+"""The smallest default ``max_memory``: a small body limit needs no tighter bound."""
 
 TENSOR_KEY = "__tensor__"
 """The reserved key of the typed tensor object (``typed_arrays=True``)."""
@@ -73,6 +88,57 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _TENSOR_MARK = re.compile(rb'"__tensor__"|\\u')
 _TENSOR_FIELDS = frozenset(["dtype", "shape", "data"])
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+# Bytes a decoded value takes at most, counted from the bytes that open one (CPython
+# 3.11, orjson and the stdlib, lists' growth included; tests/reliability/test_memory.py
+# checks the bound shape by shape): an array item or an object member (one "," or ":"),
+# an array or object (one "[" or "{"), a string (two '"'), and each byte of the body
+# (a character's code points take up to twice its UTF-8 bytes).
+_ITEM_COST = 96
+_CONTAINER_COST = 128
+_QUOTE_COST = 64
+_BYTE_COST = 2
+_MAX_COST = max(_ITEM_COST, _CONTAINER_COST, _QUOTE_COST) + _BYTE_COST  # of any one byte
+_COUNT_CHUNK = 1 << 20
+
+
+def _decoded_size(data: bytes | memoryview, limit: int) -> int:
+    """Return an upper bound of the memory *data* decodes into, or stop once past *limit*."""
+    size = _BYTE_COST * len(data) + _ITEM_COST
+    for start in range(0, len(data), _COUNT_CHUNK):
+        if isinstance(data, memoryview):
+            chunk = data[start : start + _COUNT_CHUNK].tobytes()
+            window: tuple[int, ...] = ()
+        else:
+            chunk, window = data, (start, start + _COUNT_CHUNK)
+        size += (
+            (chunk.count(b",", *window) + chunk.count(b":", *window)) * _ITEM_COST
+            + (chunk.count(b"[", *window) + chunk.count(b"{", *window)) * _CONTAINER_COST
+            + chunk.count(b'"', *window) * _QUOTE_COST
+        )
+        if size > limit:
+            break
+    return size
+
+
+def check_memory(data: bytes | memoryview, max_memory: int, what: str = "JSON body") -> None:
+    """
+    Refuse a JSON text that could decode into more than *max_memory* bytes.
+
+    Free under ``max_memory / 130`` bytes; over it, a few C-speed passes over *data*.
+
+    Raises:
+        PayloadTooLargeError: *data* could decode into more than *max_memory* bytes.
+    """
+    if len(data) * _MAX_COST >= max_memory and _decoded_size(data, max_memory) > max_memory:
+        raise PayloadTooLargeError(
+            f"{what} of {len(data)} bytes could decode into more than the "
+            f"{max_memory} bytes allowed (max_memory)"
+        )
+
+
+def default_max_memory(max_size: int) -> int:
+    """The memory a JSON text under *max_size* bytes may decode into, by default."""
+    return max(MEMORY_FACTOR * max_size, MIN_MEMORY)
 
 
 def _byte_view(data: bytes | memoryview) -> bytes | memoryview:
@@ -154,9 +220,18 @@ class JSON:
             object holding it must be a valid tensor object.
         backend: ``"auto"`` uses orjson when it is installed; ``"orjson"``
             requires it; ``"stdlib"`` uses the ``json`` module.
+        max_memory: Most memory, in bytes, a body may decode into; a body that
+            could take more is refused with PayloadTooLargeError before it is
+            decoded. ``None`` (default) is :data:`MEMORY_FACTOR` times
+            *max_size*, and at least :data:`MIN_MEMORY`. The check counts
+            the body's ``,`` ``:`` ``[`` ``{`` and ``"`` bytes (an upper bound
+            of its values), and only for bodies over ``max_memory / 130``
+            bytes: small bodies pay nothing. Without it, a
+            body of ``[],[],...`` decodes into 30 times its size.
 
     Raises:
-        ValueError: *max_depth* is out of range, or *backend* is unknown.
+        ValueError: *max_depth* is out of range, *max_memory* is not positive,
+            or *backend* is unknown.
         ModuleNotFoundError: ``backend="orjson"`` and orjson is not installed.
 
     .. versionadded:: 0.1.0
@@ -174,7 +249,10 @@ class JSON:
         allow_nan: bool = False,
         typed_arrays: bool = False,
         backend: Literal["auto", "orjson", "stdlib"] = "auto",
+        max_memory: int | None = None,
     ) -> None:
+        if max_memory is not None and max_memory <= 0:
+            raise ValueError(f"max_memory must be > 0 or None, got {max_memory}")
         if not 1 <= max_depth <= MAX_SUPPORTED_DEPTH:
             raise ValueError(f"max_depth must be between 1 and {MAX_SUPPORTED_DEPTH}")
         if backend not in ("auto", "orjson", "stdlib"):
@@ -182,6 +260,7 @@ class JSON:
         if backend == "orjson" and orjson is None:  # pragma: no cover - orjson is installed
             raise ModuleNotFoundError("backend='orjson' needs orjson: pip install orjson")
         self.max_size = max_size
+        self.max_memory = default_max_memory(max_size) if max_memory is None else max_memory
         self.max_depth = max_depth
         self.allow_nan = allow_nan
         self.typed_arrays = typed_arrays
@@ -199,7 +278,8 @@ class JSON:
 
     def __repr__(self) -> str:
         return (
-            f"JSON(max_size={self.max_size}, max_depth={self.max_depth}, "
+            f"JSON(max_size={self.max_size}, max_memory={self.max_memory}, "
+            f"max_depth={self.max_depth}, "
             f"allow_nan={self.allow_nan}, typed_arrays={self.typed_arrays}, "
             f"backend={self.backend!r})"
         )
@@ -374,7 +454,8 @@ class JSON:
         Decode one UTF-8 JSON text; a memoryview is parsed in place by orjson.
 
         Raises:
-            PayloadTooLargeError: *data* is over ``max_size`` bytes.
+            PayloadTooLargeError: *data* is over ``max_size`` bytes, or could
+                decode into more than ``max_memory`` bytes.
             DecodeError: *data* is not valid UTF-8 JSON, nests deeper than
                 ``max_depth``, holds a non-finite number while ``allow_nan`` is
                 false, or (``typed_arrays``) holds a malformed tensor object.
@@ -382,6 +463,7 @@ class JSON:
         check_size(data, self.max_size, "JSON")
         if type(data) is not bytes:
             data = _byte_view(data)
+        check_memory(data, self.max_memory)
         if len(data) > self.max_depth and _too_deep(data, self.max_depth):
             raise DecodeError(f"JSON body nests deeper than {self.max_depth} levels")
         if self.backend == "stdlib":
