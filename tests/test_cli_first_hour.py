@@ -304,3 +304,52 @@ def test_port_answers_health_while_the_model_loads(
             fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
             os.close(fd)
         process.kill()
+
+
+# -- trap 4: a fitted scikit-learn pipeline, trained on a DataFrame --------------------
+
+
+PIPELINE = """
+import numpy as np
+import pandas as pd
+from sklearn.compose import make_column_transformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+rng = np.random.default_rng(0)
+frame = pd.DataFrame(rng.normal(size=(60, 4)), columns=COLUMNS)
+labels = (frame["sepal_length"] > 0).astype(int)
+# columns chosen by name: a NumPy array instead of a DataFrame would not do
+model = make_pipeline(
+    make_column_transformer((StandardScaler(), COLUMNS)), LogisticRegression()
+).fit(frame, labels)
+"""
+
+
+@pytest.mark.integration
+def test_cli_serves_a_dataframe_pipeline(tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    tclient = pytest.importorskip("tritonclient.http")
+    np = pytest.importorskip("numpy")
+    (tmp_path / "iris_pipeline.py").write_text(PIPELINE)
+    process = serve("iris_pipeline:model", cwd=tmp_path, name="pipeline")
+    try:
+        record = dict(zip(["sepal_length", "sepal_width", "petal_length", "petal_width"],
+                          [1.5, 0.1, 0.2, 0.3], strict=True))  # fmt: skip
+        assert predict(process.port, record) == (200, 1)
+        negative = {**record, "sepal_length": -1.5}
+        assert predict(process.port, [record, negative]) == (200, [1, 0])  # records
+        client = tclient.InferenceServerClient(f"127.0.0.1:{process.port}")
+        try:
+            features = tclient.InferInput("features", [1, 4], "FP32")  # the usual request
+            features.set_data_from_numpy(np.array([[1.5, 0.1, 0.2, 0.3]], np.float32))
+            result = client.infer("Pipeline", [features])
+            (output,) = result.get_response()["outputs"]
+            assert result.as_numpy(output["name"]).tolist() == [1]
+            assert output["shape"] == [1]
+        finally:
+            client.close()
+    finally:
+        process.kill()

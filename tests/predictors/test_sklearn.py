@@ -160,3 +160,101 @@ class TestSignatureFromSklearn:
         assert p.predict([item]) == classifier.predict(x[:1]).tolist()
         with pytest.raises(ValidationError, match=r"input 'input': expected shape \(4,\)"):
             check([1.0, 2.0])
+
+
+# -- several rows per item, records and DataFrame-fitted models (issue #11, trap 4) ----
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "site"]
+
+
+@pytest.fixture(scope="module")
+def frame_pipeline(data):
+    """A pipeline fitted on a DataFrame that selects its columns by name."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import make_column_transformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    x, y = data
+    frame = pd.DataFrame(x[:, :3], columns=FEATURES[:3])
+    frame["site"] = np.array(["north", "south"])[np.arange(len(frame)) % 2]
+    columns = make_column_transformer(
+        (StandardScaler(), FEATURES[:3]), (OneHotEncoder(), ["site"])
+    )
+    model = make_pipeline(columns, LogisticRegression(max_iter=500)).fit(frame, y)
+    return model, frame
+
+
+class TestRows:
+    def test_a_matrix_item_gets_one_output_per_row(self, classifier, data):
+        x, _ = data
+        p = predictor(classifier)
+        one, three = p.predict([x[:1], x[1:4]])  # tritonclient's [1, 4], then [3, 4]
+        np.testing.assert_array_equal(one, classifier.predict(x[:1]))
+        np.testing.assert_array_equal(three, classifier.predict(x[1:4]))
+
+    def test_items_of_every_form_in_one_batch(self, classifier, data):
+        x, _ = data
+        p = predictor(classifier, method="predict_proba")
+        vector, rows = p.predict([x[0], x[1:3].tolist()])
+        np.testing.assert_allclose(vector, classifier.predict_proba(x[:1])[0])
+        np.testing.assert_allclose(rows, classifier.predict_proba(x[1:3]))
+
+    def test_a_record_needs_feature_names(self, classifier):
+        with pytest.raises(ValidationError, match="not fitted with feature names"):
+            predictor(classifier).predict([{"a": 1.0}])
+
+
+class TestFeatureNames:
+    def test_records_vectors_and_columns(self, frame_pipeline):
+        model, frame = frame_pipeline
+        expected = model.predict(frame.iloc[:3]).tolist()
+        records = frame.iloc[:3].to_dict("records")
+        p = predictor(model)
+        p.load()
+        assert p.predict(records) == expected  # one record per item
+        assert p.predict([list(r.values()) for r in records]) == expected  # vectors, in order
+        (several,) = p.predict([records])  # a list of records: one item
+        assert several.tolist() == expected
+        columns = {name: frame[name].to_numpy()[:3] for name in FEATURES}  # V2, one per feature
+        (by_column,) = p.predict([columns])
+        assert by_column.tolist() == expected
+
+    @pytest.mark.parametrize(
+        ("record", "message"),
+        [
+            ({"sepal_length": 1.0}, "record is missing feature 'sepal_width'"),
+            (
+                {**dict.fromkeys(FEATURES[:3], 1.0), "site": "north", "colour": "red"},
+                "record has unknown feature 'colour'",
+            ),
+        ],
+    )
+    def test_a_wrong_record_is_a_validation_error(self, frame_pipeline, record, message):
+        p = predictor(frame_pipeline[0])
+        p.load()
+        with pytest.raises(ValidationError, match=message):
+            p.predict([record])
+
+    def test_served_behind_a_service(self, frame_pipeline):
+        import modeldeploy as md
+
+        model, frame = frame_pipeline
+        record = frame.iloc[0].to_dict()
+        with md.Service(model, workers=0) as service:
+            response = service.handle(md.Request(md.JSON().dumps(record), "application/json"))
+        assert response.status == 200, response.body
+        assert md.JSON().loads(response.body) == model.predict(frame.iloc[:1]).tolist()[0]
+
+
+class TestBatchAxis:
+    def test_signature_declares_a_free_first_axis(self, classifier):
+        signature = signature_from_sklearn(classifier, method="predict_proba", batch_axis=True)
+        assert signature.inputs == (TensorSpec("input", "float64", (-1, 4)),)
+        assert signature.outputs == (TensorSpec("output", "float64", (-1, 3)),)
+
+    def test_a_one_row_matrix_passes_the_validator(self, classifier, data):
+        x, _ = data
+        p = predictor(classifier, signature=signature_from_sklearn(classifier, batch_axis=True))
+        item = compile_validator(p.signature)(x[:1].tolist())
+        (labels,) = p.predict([item])
+        np.testing.assert_array_equal(labels, classifier.predict(x[:1]))

@@ -134,9 +134,10 @@ def as_app(target: object, spec: str = "the target") -> HTTPApp:
     An HTTPApp is served as it is; an ASGI or WSGI app made by
     :func:`~modeldeploy.adapters.asgi` or :func:`~modeldeploy.adapters.wsgi` as
     the HTTPApp it wraps; a :class:`~modeldeploy.Service` alone; a
-    :class:`~modeldeploy.Predictor` or a plain callable (the model itself) in a
-    new Service with a :class:`~modeldeploy.PrometheusMonitor` on the default
-    registry.
+    :class:`~modeldeploy.Predictor`, a plain callable or a fitted
+    scikit-learn-style estimator (the model itself) in a new Service, through
+    :func:`modeldeploy.predictor`, with a :class:`~modeldeploy.PrometheusMonitor`
+    on the default registry.
 
     Args:
         target: The object.
@@ -171,12 +172,16 @@ def _as_app(target: object, spec: str) -> HTTPApp:
         return wrapped
     if isinstance(target, Predictor):
         return HTTPApp(Service(target, monitors=[PrometheusMonitor()]))
-    if callable(target):
+    if callable(target) or any(callable(getattr(target, m, None)) for m in _ESTIMATOR_METHODS):
+        # a function, or a fitted estimator (a scikit-learn Pipeline is not callable)
         return HTTPApp(Service(predictor(target), monitors=[PrometheusMonitor()]))
     raise ModelLoadError(
         f"{spec} is of type {type(target).__name__}; expected a Service, a Predictor, "
-        "an HTTPApp or a callable"
+        "an HTTPApp, a callable or a scikit-learn-style estimator"
     )
+
+
+_ESTIMATOR_METHODS: Final = ("predict", "predict_proba")
 
 
 def _adapter_app(target: object) -> HTTPApp | None:
@@ -274,9 +279,10 @@ def add_parser(commands: Commands) -> None:
             "services close."
         ),
         epilog=(
-            "SPEC is package.module:attribute naming a Service, a Predictor, an HTTPApp "
-            "or a plain callable (the model; it is wrapped in a Service with a "
-            "PrometheusMonitor). The current directory is on the import path. "
+            "SPEC is package.module:attribute naming a Service, an HTTPApp, an ASGI app, "
+            "a Predictor, a plain callable or a fitted scikit-learn estimator (the model; "
+            "it is wrapped in a Service with a PrometheusMonitor). The current directory "
+            "is on the import path. "
             "Example: modeldeploy serve modeldeploy.demo:service --port 8000"
         ),
     )
