@@ -86,7 +86,11 @@ def test_onnx_loads_without_a_key(tmp_path: Path, estimator: LogisticRegression)
 
     store = ModelStore(tmp_path)
     store.save("clf", to_onnx(estimator, X[:1].astype(np.float32)), format="onnx")
-    assert store.load("clf").predict(ROWS)[0]["output_label"] == estimator.predict(ROWS)[0]
+    loaded = store.load("clf")
+    loaded.load()
+    assert loaded.signature is not None  # none was saved: read from the model
+    assert [s.name for s in loaded.signature.outputs] == ["output_label", "output_probability"]
+    assert loaded.predict(ROWS)[0]["output_label"] == estimator.predict(ROWS)[0]
 
 
 def test_onnx_file_saved_as_it_is(tmp_path: Path, estimator: LogisticRegression) -> None:
@@ -97,7 +101,9 @@ def test_onnx_file_saved_as_it_is(tmp_path: Path, estimator: LogisticRegression)
     store = ModelStore(tmp_path / "store")
     store.save_file("clf", path, format="onnx")
     assert (store.root / "clf" / "v1" / "model.onnx").read_bytes() == path.read_bytes()
-    assert store.load("clf").predict(ROWS[:1])[0]["output_label"] == estimator.predict(ROWS)[0]
+    loaded = store.load("clf")
+    loaded.load()
+    assert loaded.predict(ROWS[:1])[0]["output_label"] == estimator.predict(ROWS)[0]
 
 
 def test_lightgbm(tmp_path: Path) -> None:
@@ -132,6 +138,7 @@ def test_torch_state_dict(tmp_path: Path) -> None:
         net[0].weight.fill_(0.5)  # the factory's fresh weights differ from the saved ones
     store.save("net", net, format="torch", factory=_tiny_net)
     loaded = store.load("net", factory=_tiny_net)
+    loaded.load()
     with torch.no_grad():
         expected = net(torch.tensor(ROWS, dtype=torch.float32)).numpy()
     outputs = np.stack(loaded.predict(ROWS))
@@ -160,8 +167,9 @@ def test_a_missing_framework_names_its_extra(
 
 def test_a_corrupt_artifact_with_a_valid_hash_is_a_load_error(store: ModelStore) -> None:
     store.save_file("clf", Path(__file__), format="onnx")  # not an ONNX file, but hashed
-    with pytest.raises(md.ModelLoadError, match="failed to load"):
-        store.load("clf")
+    loaded = store.load("clf")  # the session is made by load(), as the Service calls it
+    with pytest.raises(md.ModelLoadError, match="cannot be loaded"):
+        loaded.load()
 
 
 class TestRegistry:

@@ -399,11 +399,18 @@ class ModelStore:
                         "code; sign the store with a key, pass trusted=True, or pass factory="
                     )
                 build_with = _import_factory(manifest.factory)
-            build = getattr(model_format, "build", None)
-            if build is not None:
-                model = build(value, build_with, manifest.signature)
-            else:
-                model = value if build_with is None else build_with(value)
+            # a format that makes its own predictor (onnx, torch) gets what it needs
+            make = getattr(model_format, "predictor", None)
+            if make is not None:
+                made: Predictor = make(
+                    value,
+                    factory=build_with,
+                    signature=manifest.signature,
+                    name=name,
+                    version=manifest.version,
+                )
+                return made
+            model = value if build_with is None else build_with(value)
         except ModelDeployError:
             raise
         except Exception as exc:

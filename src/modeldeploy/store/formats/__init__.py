@@ -74,7 +74,11 @@ class ModelFormat(Protocol):
 
         *trusted* says whether the store vouches for *data* (signed with its
         key, or trusted by the caller); a pickled format refuses to run code
-        otherwise.
+        otherwise. A format may also offer the optional method
+        ``predictor(value, *, factory, signature, name, version)``, which
+        makes the :class:`~modeldeploy.Predictor` itself from what ``load``
+        returned (onnx and torch do); otherwise the store calls *factory*
+        (when there is one) and :func:`modeldeploy.predictor`.
         """
 
 

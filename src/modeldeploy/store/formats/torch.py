@@ -5,12 +5,9 @@ The artifact is ``torch.save(module.state_dict())``: tensors only, read back
 with ``torch.load(weights_only=True)``, which refuses to run code, so it loads
 without trust. The module's architecture is code: the version's ``factory``
 (by default the saved module's class, ``"package.module:Class"``) is called
-with no argument to build the module, which then gets the state dict and is
-put in eval mode. Needs the ``torch`` extra.
-
-The loaded model stacks a batch into one float32 tensor (the dtype of the
-signature's first input when it declares one), runs the module under
-``torch.inference_mode()`` and answers with the output as a NumPy array.
+with no argument to build the module, which then gets the state dict. The
+result is a :func:`modeldeploy.predictors.torch.torch_predictor` of that
+module. Needs the ``torch`` extra.
 
 .. versionadded:: 0.1.0
 """
@@ -18,36 +15,17 @@ signature's first input when it declares one), runs the module under
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ...errors import ModelLoadError
 from . import require
 
 if TYPE_CHECKING:
+    from ...interfaces import Predictor
     from ...messages import Signature
 
 __all__ = ["TORCH_FORMAT", "TorchFormat"]
-
-
-class _TorchModel:
-    """A module in eval mode behind ``predict(batch)``; what the torch format loads."""
-
-    def __init__(self, module: Any, torch: Any, numpy: Any, dtype: str) -> None:
-        self._module = module
-        self._torch = torch
-        self._np = numpy
-        self._dtype = dtype
-
-    def load(self) -> None:
-        """Nothing to do: the module is built when the artifact is read."""
-
-    def predict(self, batch: Sequence[Any]) -> Any:
-        """Run the module on the stacked batch; its output as a NumPy array."""
-        torch = self._torch
-        inputs = torch.as_tensor(self._np.asarray(batch, dtype=self._dtype))
-        with torch.inference_mode():
-            return self._module(inputs).numpy()
 
 
 class TorchFormat:
@@ -74,9 +52,15 @@ class TorchFormat:
         torch = require("torch", "torch", self.name)
         return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
 
-    def build(
-        self, value: Any, factory: Callable[..., Any] | None, signature: Signature | None
-    ) -> Any:
+    def predictor(
+        self,
+        value: Any,
+        *,
+        factory: Callable[..., Any] | None,
+        signature: Signature | None,
+        name: str,
+        version: str,
+    ) -> Predictor:
         """
         Build the module with *factory*, load the state dict *value* into it.
 
@@ -88,16 +72,11 @@ class TorchFormat:
                 "a torch state dict needs its module: save with factory='package.module:Class' "
                 "or pass factory= to load()"
             )
-        torch = require("torch", "torch", self.name)
-        numpy = require("numpy", "torch", self.name)
+        from ...predictors.torch import torch_predictor
+
         module = factory()
         module.load_state_dict(value)
-        module.eval()
-        dtype = "float32"
-        if signature is not None and signature.inputs:
-            declared = signature.inputs[0].dtype
-            dtype = declared if declared not in ("object", "str", "bytes") else dtype
-        return _TorchModel(module, torch, numpy, dtype)
+        return torch_predictor(module, signature=signature, name=name, version=version)
 
 
 TORCH_FORMAT: Final = TorchFormat()
