@@ -214,7 +214,12 @@ def panels(namespace: str = "modeldeploy") -> tuple[Panel, ...]:
             "Model", "Version live",
             "The version of each model that is loaded now, per model.",
             "none",
-            (Query(f"max by (model, version) ({ns}_model_info{model})", "{{model}} {{version}}"),),
+            (
+                Query(
+                    f"max by (model, version) ({ns}_model_info{model} == 1)",
+                    "{{model}} {{version}}",
+                ),
+            ),
             kind="stat",
             show_name=True,
         ),

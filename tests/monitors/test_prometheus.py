@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -10,6 +11,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
+from typing import Any
 from unittest import mock
 
 import prometheus_client
@@ -702,3 +704,58 @@ class TestExposition:
         assert counts == [2]
         depth = families["modeldeploy_queue_depth"].samples
         assert [(s.labels, s.value) for s in depth] == [({"model": "iris"}, 3)]
+
+
+class TestMultiprocessMode:
+    """What a process writes for the others to read, in prometheus_client's multiprocess mode."""
+
+    @pytest.fixture
+    def directory(self, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+        from prometheus_client import values
+
+        from modeldeploy.monitors import prometheus as module
+
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        monkeypatch.setattr(values, "ValueClass", values.get_value_class())
+        monkeypatch.setattr(module, "_reporter", None)
+        yield tmp_path
+        if module._reporter is not None:
+            module._reporter.stop()
+
+    def read(self, directory: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in registry.collect()
+            for s in family.samples
+        }
+
+    def test_queue_depth_and_process_metrics_reach_the_files(self, directory: Any) -> None:
+        from modeldeploy.monitors import prometheus as module
+
+        monitor = PrometheusMonitor(CollectorRegistry())
+        monitor.track_queue("iris", lambda: 3)
+        assert module._reporter is not None
+        module._reporter.refresh()
+        found = self.read(directory)
+        assert found["modeldeploy_queue_depth", (("model", "iris"),)] == 3.0
+        pid = str(os.getpid())
+        assert found["process_resident_memory_bytes", (("pid", pid),)] > 0
+        assert ("process_cpu_seconds_total", (("pid", pid),)) in found
+        monitor.untrack_queue("iris")
+        module._reporter.refresh()
+        assert self.read(directory)["modeldeploy_queue_depth", (("model", "iris"),)] == 0.0
+
+    def test_a_swapped_version_reports_0_in_the_files(self, directory: Any) -> None:
+        monitor = PrometheusMonitor(CollectorRegistry())
+        monitor.on_model_loaded(ModelLoaded("iris", "1", 0.1))
+        monitor.on_model_loaded(ModelLoaded("iris", "2", 0.1))
+        info = {
+            dict(labels)["version"]: value
+            for (name, labels), value in self.read(directory).items()
+            if name == "modeldeploy_model_info"
+        }
+        assert info == {"1": 0.0, "2": 1.0}

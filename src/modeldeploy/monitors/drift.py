@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from prometheus_client import REGISTRY, CollectorRegistry, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge, values
 
 if TYPE_CHECKING:
     from modeldeploy.events import ModelLoaded, Predictions
@@ -419,9 +419,10 @@ class DriftMonitor:
     ``kind`` is ``input`` or ``output`` and ``feature`` the reference's
     name for the column, so the labels are bounded by the reference, never
     by the data. A new version of a model starts a new window and drops the
-    series of the previous one. The gauges are prometheus_client's, with the
-    ``livemax`` multiprocess mode: with several worker processes, each keeps
-    its own window and ``/metrics`` reports the largest value.
+    series of the previous one (zeroes them in multiprocess mode). The gauges
+    are prometheus_client's, with the ``livemax`` multiprocess mode: with
+    several worker processes, each keeps its own window and ``/metrics``
+    reports the largest value.
 
     Items may be rows of features, several rows, a mapping of input name to
     values (V2 inputs), or one value for a one-feature reference; values
@@ -551,6 +552,14 @@ class DriftMonitor:
 
     def _forget(self, model: str, version: str, window: _Window) -> None:
         g = self._gauges
+        if values.ValueClass is not values.MutexValue:
+            # multiprocess mode cannot remove a series from the files: zero them
+            with g.lock:
+                for f in window.features:
+                    for gauge in (g.psi, g.ks, g.detected):
+                        gauge.labels(model, version, f.kind, f.name).set(0.0)
+                g.window.labels(model, version).set(0.0)
+            return
         with g.lock:
             for f in window.features:
                 for gauge in (g.psi, g.ks, g.detected):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import threading
 import time
 import weakref
@@ -64,22 +65,40 @@ class _QueueDepthCollector(Collector):
     """Reads each tracked queue's depth at scrape time, so enqueue pays nothing."""
 
     def __init__(self, name: str, on_error: Callable[[], None]) -> None:
-        self._name = name
+        self.name = name
         self._on_error = on_error
         self._depths: dict[str, Callable[[], int]] = {}
+        self._untracked: set[str] = set()  # reported as 0 once more in multiprocess mode
         self._lock = threading.Lock()
 
     def track(self, model: str, depth: Callable[[], int]) -> None:
         with self._lock:
             self._depths[model] = depth
+            self._untracked.discard(model)
 
     def untrack(self, model: str) -> None:
         with self._lock:
-            self._depths.pop(model, None)
+            if self._depths.pop(model, None) is not None:
+                self._untracked.add(model)
+
+    def read(self, *, include_untracked: bool = False) -> list[tuple[str, float]]:
+        """``(model, depth)`` of each tracked queue whose callable answers."""
+        with self._lock:
+            depths = tuple(self._depths.items())
+            gone = tuple(self._untracked) if include_untracked else ()
+            if include_untracked:
+                self._untracked.clear()
+        found = [(model, 0.0) for model in gone]
+        for model, depth in depths:
+            try:
+                found.append((model, float(depth())))
+            except Exception:  # noqa: PERF203 - one bad callable must not hide the others
+                self._on_error()
+        return found
 
     def _family(self) -> GaugeMetricFamily:
         return GaugeMetricFamily(
-            self._name, "Requests waiting in the queue of a model.", labels=("model",)
+            self.name, "Requests waiting in the queue of a model.", labels=("model",)
         )
 
     def describe(self) -> Iterable[Metric]:
@@ -88,16 +107,94 @@ class _QueueDepthCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         family = self._family()
-        with self._lock:
-            depths = tuple(self._depths.items())
-        for model, depth in depths:
-            try:
-                value = float(depth())
-            except Exception:
-                self._on_error()
-                continue
+        for model, value in self.read():
             family.add_metric((model,), value)
         return [family]
+
+
+MULTIPROCESS_REFRESH_S: float = 1.0
+"""
+Seconds between two writes of the queue depths and process metrics of a
+process in prometheus_client's multiprocess mode.
+
+.. versionadded:: 0.1.0
+"""
+
+
+class _ProcessReporter:
+    """Writes what a scrape of one process cannot read in another: multiprocess mode only.
+
+    ``/metrics`` of any process reads every process's files, so a value that
+    lives in a callable (queue depth) or in ``/proc/self`` (CPU, memory) must be
+    written to this process's files to be seen. One daemon thread per process
+    does it every :data:`MULTIPROCESS_REFRESH_S`; the request path pays nothing.
+    """
+
+    def __init__(self) -> None:
+        from prometheus_client import ProcessCollector
+
+        self.pid = os.getpid()
+        self._collector = ProcessCollector(registry=None)
+        # queue depths add up across processes; process metrics keep one series per pid
+        self._depth_gauges: dict[str, Gauge] = {}
+        self._process_gauges: dict[str, Gauge] = {}
+        self._tracked: weakref.WeakSet[_QueueDepthCollector] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modeldeploy-metrics", daemon=True)
+        self._thread.start()
+
+    def watch(self, collector: _QueueDepthCollector) -> None:
+        with self._lock:
+            self._tracked.add(collector)
+
+    def refresh(self) -> None:
+        """Write every tracked queue depth and this process's metrics now."""
+        with self._lock:
+            collectors = list(self._tracked)
+        for collector in collectors:
+            gauge = self._depth_gauges.get(collector.name)
+            if gauge is None:
+                gauge = self._depth_gauges[collector.name] = Gauge(
+                    collector.name, "Requests waiting in the queue of a model.", ("model",),
+                    registry=None, multiprocess_mode="livesum",
+                )  # fmt: skip
+            for model, value in collector.read(include_untracked=True):
+                gauge.labels(model).set(value)
+        for family in self._collector.collect():
+            for sample in family.samples:
+                gauge = self._process_gauges.get(sample.name)
+                if gauge is None:
+                    gauge = self._process_gauges[sample.name] = Gauge(
+                        sample.name, family.documentation, registry=None,
+                        multiprocess_mode="liveall",
+                    )  # fmt: skip
+                gauge.set(sample.value)
+
+    def stop(self) -> None:
+        """End the thread (tests; a server's process ends it by exiting)."""
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._wake.wait(MULTIPROCESS_REFRESH_S):
+            try:
+                self.refresh()
+            except Exception:  # noqa: PERF203, S112 - the thread must outlive a bad tick
+                continue
+
+
+_reporter: _ProcessReporter | None = None
+_reporter_lock = threading.Lock()
+
+
+def _process_reporter() -> _ProcessReporter:
+    """This process's reporter; a forked child starts its own."""
+    global _reporter
+    with _reporter_lock:
+        if _reporter is None or _reporter.pid != os.getpid():
+            _reporter = _ProcessReporter()
+        return _reporter
 
 
 def _in_process() -> bool:
@@ -335,6 +432,9 @@ class _Metrics:
         )  # fmt: skip
         own_errors = self.monitor_errors.labels(_SELF)
         self.queue_depth = _QueueDepthCollector(f"{ns}_queue_depth", own_errors.inc)
+        if not _in_process():
+            # the scraping process cannot call another's callables nor read its /proc
+            _process_reporter().watch(self.queue_depth)
         # the version each model currently reports in model_info; guarded by lock
         self.current_version: dict[str, str] = {}
         self.lock = threading.Lock()
@@ -539,7 +639,8 @@ class PrometheusMonitor:
         """Mark the loaded version in ``model_info`` and record its load time.
 
         The ``model_info`` series of the version it replaces is removed, so
-        exactly one version per model reports 1.
+        exactly one version per model reports 1 (in multiprocess mode, where
+        prometheus_client cannot remove a series, it reports 0).
 
         .. versionadded:: 0.1.0
         """
@@ -547,7 +648,12 @@ class PrometheusMonitor:
         with m.lock:
             previous = m.current_version.get(event.model)
             if previous is not None and previous != event.version:
-                m.model_info.remove(event.model, previous)
+                if _in_process():
+                    m.model_info.remove(event.model, previous)
+                else:
+                    # prometheus_client cannot remove a series from the files: 0 in
+                    # this process's file lets another process's 1 decide (livemax)
+                    m.model_info.labels(event.model, previous).set(0)
             m.current_version[event.model] = event.version
             m.model_info.labels(event.model, event.version).set(1)
         m.load_seconds.labels(event.model).set(event.load_s)
