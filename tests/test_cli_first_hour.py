@@ -353,3 +353,32 @@ def test_cli_serves_a_dataframe_pipeline(tmp_path: Path) -> None:
             client.close()
     finally:
         process.kill()
+
+
+# -- trap 5: an async def model -----------------------------------------------------------
+
+
+ASYNC_MODEL = """
+import asyncio
+
+import modeldeploy as md
+
+
+async def double(x):
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+service = md.Service(double, workers=0)   # computed inline, on uvicorn's event loop
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("attr", ["service", "double"])
+def test_cli_serves_an_async_model(tmp_path: Path, attr: str) -> None:
+    (tmp_path / "async_model.py").write_text(ASYNC_MODEL)
+    process = serve(f"async_model:{attr}", cwd=tmp_path, name="async model")
+    try:
+        assert predict(process.port, 21) == (200, 42)
+    finally:
+        process.kill()

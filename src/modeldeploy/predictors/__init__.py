@@ -22,7 +22,8 @@ from typing import Any, cast
 from modeldeploy.interfaces import Predictor
 from modeldeploy.messages import Signature
 
-from ._base import DEFAULT_VERSION
+from ._base import DEFAULT_VERSION, default_name
+from ._coroutines import blocking, is_async
 from .function import _FunctionPredictor
 from .object import _ObjectPredictor
 from .sklearn import _SklearnPredictor, signature_from_sklearn
@@ -64,6 +65,12 @@ def predictor(
        called once, and its result is split back into rows.
     3. A callable: called once per item, or with the whole batch (a list)
        when ``batched=True``.
+
+    An ``async def`` model (function, ``__call__``, or an object's ``predict``
+    or ``load``) is awaited to completion on the thread that calls
+    ``predict``, on an event loop of that thread's own (a helper thread's when
+    that thread already runs one, as with ``asgi(..., inline=True)``), so it
+    serves on every path, sync and async alike.
 
     Args:
         obj: The model: an instance (not a class), an estimator or a callable.
@@ -116,7 +123,8 @@ def predictor(
 
     if _has_method(obj, "load") and _has_method(obj, "predict"):
         untouched = batched is None and method is None and all(v is None for v in options.values())
-        if untouched and all(hasattr(obj, a) for a in ("signature", "name", "version")):
+        complete = all(hasattr(obj, a) for a in ("signature", "name", "version"))
+        if untouched and complete and not is_async(obj.predict):
             return cast(Predictor, obj)
         method = _checked_method(obj, method or "predict")
         return _ObjectPredictor(obj, method=method, batched=batched is not False, **options)
@@ -127,6 +135,10 @@ def predictor(
         return _SklearnPredictor(obj, method=method, batched=batched is not False, **options)
 
     if callable(obj):
+        if is_async(obj):
+            # run to completion on the calling thread: every path calls predict() in sync
+            options["name"] = name if name is not None else default_name(obj)
+            obj = blocking(obj)
         return _FunctionPredictor(obj, batched=batched is True, **options)
 
     raise TypeError(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
 from modeldeploy.messages import Signature
 
 from ._base import PredictorBase, split_outputs
+from ._coroutines import is_async, run
 
 __all__: list[str] = []
 
@@ -44,12 +46,20 @@ class _ObjectPredictor(PredictorBase):
             signature = own_signature if isinstance(own_signature, Signature) else None
         super().__init__(obj, name=name, version=version, signature=signature, **options)
         self._method = getattr(obj, method)
+        # awaited at each call, not wrapped: a replica's deep copy rebinds the method
+        self._async = is_async(self._method)
 
     def _load(self) -> None:
-        self._model.load()
+        loaded = self._model.load()
+        if inspect.iscoroutine(loaded):  # async def load()
+            run(loaded)
 
     def _predict_batch(self, batch: Sequence[Any]) -> Sequence[Any]:
         method = self._method
+        if self._async:
+            if self.batched:
+                return split_outputs(run(method(batch)), len(batch), self.name)
+            return [run(method(item)) for item in batch]
         if self.batched:
             return split_outputs(method(batch), len(batch), self.name)
         return [method(item) for item in batch]
