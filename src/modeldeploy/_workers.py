@@ -249,6 +249,7 @@ class Deployment:
         "on_predictions",
         "per_item",
         "replicas",
+        "requests",
         "signature",
         "validate",
         "version",
@@ -261,6 +262,7 @@ class Deployment:
         replicas: Replicas,
         validate: Callable[[Any], Any] | None,
         on_predictions: Callable[[Predictions], None] | None = None,
+        requests: Any = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -269,6 +271,8 @@ class Deployment:
         self.validate = validate
         # where the model's inputs and outputs go (drift); None when nobody watches
         self.on_predictions = on_predictions
+        # how this version's requests are observed (a RequestObserver), or None
+        self.requests = requests
         # a shared model that answers one item without a batch of one (a plain
         # function): call_one calls it directly
         # looked up on the class: a proxy's __getattr__ or a mock must not answer for it
@@ -535,6 +539,14 @@ class Batching:
         return shares
 
 
+def _by_model(jobs: list[Job]) -> list[list[Job]]:
+    """Group *jobs* by the deployment that computes them, in order of first appearance."""
+    groups: dict[int, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(id(job.model), []).append(job)
+    return list(groups.values())
+
+
 class WorkerPool:
     """
     ``workers`` threads taking jobs from one unbounded queue (bounded by Admission).
@@ -607,9 +619,14 @@ class WorkerPool:
         while (job := self._next_job()) is not None:
             jobs = [job] if batching is None else self._collect(job, batching)
             runnable = [job for job in jobs if self._runnable(job)]
-            if runnable:
-                results = execute(runnable, self._on_batch, batching, timed=self._timed)
-                self._finish_all(runnable, results)
+            if not runnable:
+                continue
+            model = runnable[0].model
+            # during a rollout one batch may hold two versions: each computes its own
+            groups = [runnable] if all(j.model is model for j in runnable) else _by_model(runnable)
+            for group in groups:
+                results = execute(group, self._on_batch, batching, timed=self._timed)
+                self._finish_all(group, results)
 
     def _next_job(self) -> Job | None:
         """Wait for the next job; None when told to stop."""

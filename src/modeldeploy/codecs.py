@@ -33,7 +33,14 @@ from .negotiation import Negotiator
 if TYPE_CHECKING:
     from ._workers import Deployment
 
-__all__ = ["Codec", "PredictCodec", "error_response"]
+__all__ = ["VERSION_HEADER", "Codec", "PredictCodec", "error_response"]
+
+VERSION_HEADER: Final = "x-model-version"
+"""
+The response header naming the model version that computed the answer.
+
+.. versionadded:: 0.1.0
+"""
 
 _CODECS_CACHED: Final = 256  # distinct (Content-Type, Accept) pairs remembered
 _JSON: Final = "application/json"
@@ -114,7 +121,11 @@ class PredictCodec:
         self, reply: Serializer, value: Any, request_id: str, deployment: Deployment, /
     ) -> Response:
         """Encode *value* with the negotiated serializer."""
-        headers = {"content-type": reply.media_type, "x-request-id": request_id}
+        headers = {
+            "content-type": reply.media_type,
+            "x-request-id": request_id,
+            VERSION_HEADER: deployment.version,
+        }
         return make_response(200, headers, reply.dumps(value))
 
     def error(self, error: ModelDeployError, request_id: str, /) -> Response:

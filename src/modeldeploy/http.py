@@ -95,8 +95,9 @@ _MODEL_TAILS: Final[Mapping[str, tuple[str, int]]] = MappingProxyType(
     {"": ("GET", _MODEL_META), "ready": ("GET", _MODEL_READY), "infer": ("POST", _INFER)}
 )
 
-# a route resolved to a model call: (the protocol's codec, None for /predict; the service)
-_Call = tuple["Codec | None", Service]
+# a route resolved to a model call: (the protocol's codec, None for /predict; the service;
+# the version the route names, None for the live one)
+_Call = tuple["Codec | None", Service, "str | None"]
 
 
 def _dumps(obj: Any) -> bytes:
@@ -222,8 +223,8 @@ class HTTPApp:
             resolved = self._resolve(method, path, headers, body)
             if type(resolved) is Response:
                 return resolved
-            codec, service = resolved  # type: ignore[misc]
-            return service.handle(_request(headers, body), codec)
+            codec, service, version = resolved  # type: ignore[misc]
+            return service.handle(_request(headers, body, version), codec)
         except ModelDeployError as exc:
             return self.error(path, exc)
         except Exception:
@@ -250,8 +251,8 @@ class HTTPApp:
             resolved = self._resolve(method, path, headers, body)
             if type(resolved) is Response:
                 return resolved
-            codec, service = resolved  # type: ignore[misc]
-            return await service.ahandle(_request(headers, body), codec)
+            codec, service, version = resolved  # type: ignore[misc]
+            return await service.ahandle(_request(headers, body, version), codec)
         except ModelDeployError as exc:
             return self.error(path, exc)
         except Exception:
@@ -336,7 +337,7 @@ class HTTPApp:
             if kind == _PREDICT:
                 if self._single is None:
                     return _NOT_FOUND_PLAIN
-                return None, self._single
+                return None, self._single, None
             if kind == _LIVE:
                 return _LIVE_OK if all(s.health() for s in self.services.values()) else _FALSE
             if kind == _READY:
@@ -356,7 +357,7 @@ class HTTPApp:
                 return _NOT_FOUND_PLAIN
             if method != "POST":
                 return _not_allowed("POST", False)
-            return None, self._service(name, None)
+            return None, self._service(name, None), None
         return _NOT_FOUND_V2 if path.startswith(_V2_PREFIX) else _NOT_FOUND_PLAIN
 
     def _resolve_v2_model(self, method: str, rest: str) -> Response | _Call:
@@ -385,15 +386,15 @@ class HTTPApp:
         if v2 is None:
             raise _V2UnavailableError(_NO_NUMPY)
         if kind == _INFER:
-            return self._rest_codec, service
-        body = v2.model_metadata(service.name, service.signature, versions=[service.version])
+            return self._rest_codec, service, version
+        body = v2.model_metadata(service.name, service.signature, versions=list(service.versions))
         return Response(200, _JSON_HEADERS, v2.dumps_json(body))
 
     def _service(self, name: str, version: str | None) -> Service:
         service = self.services.get(name)
         if service is None:
             raise ModelNotFoundError(f"no model named {name!r}")
-        if version is not None and version != service.version:
+        if version is not None and version not in service.versions:
             raise VersionNotFoundError(f"model {name!r} has no version {version!r}")
         return service
 
@@ -439,10 +440,16 @@ def cannot_serve(service: Service) -> str | None:
     return None
 
 
-def _request(headers: Mapping[str, str], body: bytes | memoryview) -> Request:
+def _request(
+    headers: Mapping[str, str], body: bytes | memoryview, version: str | None = None
+) -> Request:
     # the deadline header is read on the service's path, where its error is observed
     return Request(
-        body, headers.get("content-type") or _JSON, headers.get("accept") or "*/*", headers
+        body,
+        headers.get("content-type") or _JSON,
+        headers.get("accept") or "*/*",
+        headers,
+        version=version,
     )
 
 

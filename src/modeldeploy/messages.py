@@ -30,6 +30,8 @@ class Request:
         message: The request already decoded by its transport, for protocols
             whose framework parses the body itself (the V2 gRPC
             ``ModelInferRequest``); ``None`` for a body the codec decodes.
+        version: The model version the request asks for (a V2 route's
+            ``/versions/{v}``); ``None`` for the live one (or a canary's share).
 
     .. versionadded:: 0.1.0
     """
@@ -40,6 +42,7 @@ class Request:
     headers: Mapping[str, str] = attrs.field(default=_EMPTY, repr=False)
     deadline: float | None = None
     message: Any = attrs.field(default=None, repr=False)
+    version: str | None = None
 
 
 @attrs.frozen

@@ -17,11 +17,12 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Final
 
+from ._rollout import Shadow, Split, chain
 from ._workers import (
     Admission,
     Answer,
@@ -46,6 +47,7 @@ from .errors import (
     PredictionError,
     RequestCancelledError,
     RequestError,
+    VersionNotFoundError,
 )
 from .events import BatchExecuted, ModelLoaded, StageTimings
 from .interfaces import Predictor, Serializer
@@ -95,6 +97,7 @@ class State(enum.Enum):
 
 
 _READY = State.READY
+_NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 class Service:
@@ -186,7 +189,7 @@ class Service:
             model if isinstance(model, Predictor) else make_predictor(model)
         )
         self.name: str = name or getattr(self._predictor, "name", None) or "model"
-        self.version: str = version or str(getattr(self._predictor, "version", None) or "1")
+        self._first_version = version or str(getattr(self._predictor, "version", None) or "1")
         if serializers is None:
             from .serializers import get
 
@@ -201,10 +204,17 @@ class Service:
         self._admission = Admission(max_queue, retry_after)
         self._monitor = CompositeMonitor(list(monitors))
         # resolved once per model version; None when no monitor observes requests
-        self._requests = self._monitor.observe_requests(self.name, self.version)
+        self._requests = self._monitor.observe_requests(self.name, self._first_version)
         # stage timings cost a few clock reads: taken only for monitors that read events
         self._timed = self._requests is not None and self._requests.observes_events
         self._monitors = tuple(monitors)
+        # the rollout: every loaded version by name, the one before the live one, a
+        # canary's split and a shadow; changed under _rollout_lock, read without it
+        self._versions: dict[str, Deployment] = {}
+        self._previous: Deployment | None = None
+        self._split: Split | None = None
+        self._shadow: Shadow | None = None
+        self._rollout_lock = threading.Lock()
         self._state = State.NEW
         self._state_lock = threading.Lock()
         self._deployment: Deployment | None = None
@@ -220,9 +230,26 @@ class Service:
         return self._state
 
     @property
+    def version(self) -> str:
+        """The live version: the one that answers requests that name none."""
+        deployment = self._deployment
+        return deployment.version if deployment is not None else self._first_version
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """
+        Every loaded version, live first: a request may name any of them.
+
+        .. versionadded:: 0.1.0
+        """
+        live = self.version
+        return (live, *(v for v in self._versions if v != live))
+
+    @property
     def signature(self) -> Signature | None:
-        """The model's declared signature, if any."""
-        return self._predictor.signature
+        """The live version's declared signature, if any."""
+        deployment = self._deployment
+        return deployment.signature if deployment is not None else self._predictor.signature
 
     def health(self) -> bool:
         """Liveness: False only once the service failed to load or was closed."""
@@ -249,12 +276,15 @@ class Service:
             self._state = State.STARTING
         started = _perf_counter()
         try:
-            deployment = self._load(self._predictor)
+            deployment = self._load(
+                self._predictor, self._first_version, self._requests, self.warmup
+            )
         except BaseException:
             self._state = State.FAILED
             raise
         load_s = _perf_counter() - started
         self._deployment = deployment
+        self._versions[deployment.version] = deployment
         if self.workers:
             self._pool = WorkerPool(
                 self.workers,
@@ -267,35 +297,40 @@ class Service:
             track = getattr(monitor, "track_queue", None)
             if callable(track):
                 track(self.name, self.queue_depth)
-        self._monitor.on_model_loaded(ModelLoaded(self.name, self.version, load_s))
-        logger.info("model %s version %s ready in %.3fs", self.name, self.version, load_s)
+        self._monitor.on_model_loaded(ModelLoaded(self.name, deployment.version, load_s))
+        logger.info("model %s version %s ready in %.3fs", self.name, deployment.version, load_s)
         self._state = State.READY
         return self
 
-    def _load(self, predictor: Predictor) -> Deployment:
+    def _load(
+        self, predictor: Predictor, version: str, requests: RequestObserver | None, warmup: Any
+    ) -> Deployment:
         count = self.replicas or 1
         # copies are made before load(): an unloaded predictor is configuration
         instances = [predictor] + [copy.deepcopy(predictor) for _ in range(count - 1)]
         try:
             for instance in instances:
                 instance.load()
-                if self.warmup is not None:
-                    instance.predict([self.warmup])
+                if warmup is not None:
+                    instance.predict([warmup])
         except ModelDeployError:
             raise
         except Exception as exc:
+            # a rollout names the version that failed; the first load has only one
+            which = f" version {version!r}" if self._deployment is not None else ""
             raise ModelLoadError(
-                f"model {self.name!r} failed to load: {type(exc).__name__}"
+                f"model {self.name!r}{which} failed to load: {type(exc).__name__}"
             ) from exc
         signature = instances[0].signature
         validate = compile_validator(signature) if signature is not None else None
         monitor = self._monitor
         return Deployment(
             self.name,
-            self.version,
+            version,
             Replicas(instances, self.replicas is not None),
             validate,
             monitor.on_predictions if monitor.observes_predictions else None,
+            requests,
         )
 
     def close(self, timeout: float | None = None) -> bool:
@@ -323,6 +358,8 @@ class Service:
             self._pool.stop(remaining)
         if not drained:
             logger.error("model %s closed with requests still running", self.name)
+        with self._rollout_lock:
+            self._stop_shadow()
         self._state = State.CLOSED
         return drained
 
@@ -343,6 +380,289 @@ class Service:
         """Requests accepted and not yet answered (queued or computing)."""
         return self._admission.count
 
+    # -- rollout: versions in a running service -------------------------------------------
+
+    def deploy(
+        self,
+        model: Predictor | Callable[..., Any] | Any,
+        *,
+        version: str | None = None,
+        warmup: Any = None,
+    ) -> str:
+        """
+        Load a new version beside the live one, then make it live with no failed request.
+
+        The new version loads and warms up (every replica) while the live one
+        keeps answering; the switch is one reference assignment, so every
+        request is answered by one version or the other, whole. Requests the
+        old version already accepted finish on it; it stays loaded as the
+        version :meth:`rollback` returns to (the one before it is released).
+
+        Args:
+            model: A :class:`~modeldeploy.Predictor` (a model store's
+                :meth:`~modeldeploy.ModelStore.load` gives one) or anything
+                :func:`modeldeploy.predictor` accepts.
+            version: The new version's name; by default the predictor's
+                ``version`` attribute. It must differ from every loaded version.
+            warmup: An input predicted once on each replica before the
+                switch; the service's ``warmup`` when ``None``.
+
+        Returns:
+            The version now live.
+
+        Raises:
+            ModelLoadError: Loading or warming up failed: the live version
+                keeps serving, nothing changed.
+            NotReadyError: The service is not running.
+            ValueError: No version name, or one already loaded.
+
+        .. versionadded:: 0.1.0
+        """
+        with self._rollout_lock:
+            new = self._load_version(model, version, warmup)
+            self._switch(new)
+            return new.version
+
+    def rollback(self) -> str:
+        """
+        Make the version before the live one live again, as :meth:`deploy` does.
+
+        Returns:
+            The version now live.
+
+        Raises:
+            NotReadyError: The service is not running, or there is no previous
+                version to return to.
+
+        .. versionadded:: 0.1.0
+        """
+        with self._rollout_lock:
+            self._running()
+            previous = self._previous
+            if previous is None:
+                raise NotReadyError(f"model {self.name!r} has no previous version to roll back to")
+            self._switch(previous)
+            return previous.version
+
+    def canary(
+        self,
+        model: Predictor | Callable[..., Any] | Any,
+        *,
+        weight: float = 0.05,
+        key: str | None = None,
+        version: str | None = None,
+        warmup: Any = None,
+    ) -> str:
+        """
+        Load a new version and send it a weighted share of the requests.
+
+        Args:
+            model: What :meth:`deploy` takes.
+            weight: Share of the requests the canary answers, in [0, 1].
+            key: A request header (``"x-user-id"``) whose value picks the
+                side, so one client always meets the same version; ``None``
+                draws each request at random. In-process calls (``predict``)
+                have no headers and are drawn at random.
+            version: As for :meth:`deploy`.
+            warmup: As for :meth:`deploy`.
+
+        Returns:
+            The canary's version. :meth:`promote` makes it live;
+            :meth:`end_canary` sends all traffic back to the live version.
+
+        Raises:
+            ModelLoadError: The canary failed to load: nothing changed.
+            ValueError: A weight outside [0, 1], or a version already loaded.
+
+        .. versionadded:: 0.1.0
+        """
+        with self._rollout_lock:
+            new = self._load_version(model, version, warmup)
+            self._split = Split(new, weight, key)
+            logger.info(
+                "model %s: canary version %s takes %.1f%% of requests",
+                self.name,
+                new.version,
+                weight * 100,
+            )
+            return new.version
+
+    def promote(self) -> str:
+        """
+        Make the canary the live version (as :meth:`deploy` would) and end the split.
+
+        Raises:
+            NotReadyError: No canary is running.
+
+        .. versionadded:: 0.1.0
+        """
+        with self._rollout_lock:
+            split = self._split
+            if split is None:
+                raise NotReadyError(f"model {self.name!r} has no canary to promote")
+            self._switch(split.canary)
+            return split.canary.version
+
+    def end_canary(self) -> None:
+        """
+        Send every request to the live version again and unload the canary.
+
+        .. versionadded:: 0.1.0
+        """
+        with self._rollout_lock:
+            split, self._split = self._split, None
+            if split is not None:
+                self._versions.pop(split.canary.version, None)
+
+    def shadow(
+        self,
+        model: Predictor | Callable[..., Any] | Any,
+        *,
+        version: str | None = None,
+        warmup: Any = None,
+        capacity: int = 1024,
+    ) -> str:
+        """
+        Load a version that computes a copy of the live traffic, off the request's path.
+
+        Every model call of the live version is offered to the shadow, which
+        computes it on a thread of its own and compares the answers
+        (:attr:`shadow_stats`); its answers are never returned and its
+        failures never reach a client. When the shadow falls behind, copies
+        are dropped and counted, never waited for.
+
+        Args:
+            model: What :meth:`deploy` takes.
+            version: As for :meth:`deploy`.
+            warmup: As for :meth:`deploy`.
+            capacity: Model calls waiting for the shadow, at most.
+
+        Returns:
+            The shadow's version.
+
+        .. versionadded:: 0.1.0
+        """
+        with self._rollout_lock:
+            new = self._load_version(model, version, warmup)
+            self._stop_shadow()
+            shadow = self._shadow = Shadow(new, capacity)
+            self._watch(self._deployment)
+            return shadow.deployment.version
+
+    def end_shadow(self) -> dict[str, float]:
+        """
+        Stop the shadow; return what it compared (as :attr:`shadow_stats`).
+
+        .. versionadded:: 0.1.0
+        """
+        with self._rollout_lock:
+            shadow = self._shadow
+            self._stop_shadow()  # compares what is queued first
+            return shadow.stats.snapshot() if shadow is not None else {}
+
+    @property
+    def shadow_stats(self) -> dict[str, float]:
+        """
+        What the shadow compared so far; empty without a shadow.
+
+        Counts of model-call copies ``offered`` and ``dropped``, of items
+        ``matched``, ``mismatched`` and ``failed``, and ``shadow_s``, the
+        seconds the shadow computed.
+
+        .. versionadded:: 0.1.0
+        """
+        shadow = self._shadow
+        return shadow.stats.snapshot() if shadow is not None else {}
+
+    def model_info(self) -> dict[str, Any]:
+        """
+        What is live: the model, the live, previous, canary and shadow versions.
+
+        .. versionadded:: 0.1.0
+        """
+        split, shadow, previous = self._split, self._shadow, self._previous
+        return {
+            "name": self.name,
+            "state": self._state.value,
+            "live": self.version,
+            "previous": previous.version if previous is not None else None,
+            "canary": (
+                {"version": split.canary.version, "weight": split.weight, "key": split.key}
+                if split is not None
+                else None
+            ),
+            "shadow": shadow.deployment.version if shadow is not None else None,
+            "versions": list(self.versions),
+        }
+
+    def _running(self) -> Deployment:
+        deployment = self._deployment
+        if deployment is None or self._state is not State.READY:
+            raise NotReadyError(f"model {self.name!r} is {self._state.value}")
+        return deployment
+
+    def _load_version(self, model: Any, version: str | None, warmup: Any) -> Deployment:
+        """Load a new version beside the loaded ones (under the rollout lock)."""
+        self._running()
+        predictor: Predictor = model if isinstance(model, Predictor) else make_predictor(model)
+        version = version or getattr(predictor, "version", None)
+        if not version:
+            raise ValueError("name the new version: version=..., or a predictor's version")
+        version = str(version)
+        if version in self._versions:
+            raise ValueError(f"model {self.name!r} already has version {version!r} loaded")
+        started = _perf_counter()
+        requests = self._monitor.observe_requests(self.name, version)
+        new = self._load(predictor, version, requests, self.warmup if warmup is None else warmup)
+        load_s = _perf_counter() - started
+        self._versions[version] = new
+        self._monitor.on_model_loaded(ModelLoaded(self.name, version, load_s))
+        logger.info("model %s version %s loaded in %.3fs", self.name, version, load_s)
+        return new
+
+    def _switch(self, new: Deployment) -> None:
+        """Make *new* live (one assignment); keep the old one for rollback."""
+        old = self._running()
+        if new is old:
+            return
+        split = self._split
+        if split is not None and split.canary is not new:
+            self._versions.pop(split.canary.version, None)
+        self._split = None
+        released = self._previous
+        if released is not None and released is not new:
+            self._versions.pop(released.version, None)
+        self._watch(new)
+        self._deployment = new  # the switch: every request from now on
+        self._previous = old
+        self._unwatch(old)
+        logger.info("model %s: version %s is live (was %s)", self.name, new.version, old.version)
+
+    def _watch(self, deployment: Deployment | None) -> None:
+        """Have the shadow, if any, see *deployment*'s model calls."""
+        shadow = self._shadow
+        if deployment is None or shadow is None or deployment is shadow.deployment:
+            return
+        monitor = self._monitor
+        own = monitor.on_predictions if monitor.observes_predictions else None
+        deployment.on_predictions = chain(own, shadow.offer)
+
+    def _unwatch(self, deployment: Deployment) -> None:
+        monitor = self._monitor
+        deployment.on_predictions = (
+            monitor.on_predictions if monitor.observes_predictions else None
+        )
+
+    def _stop_shadow(self) -> None:
+        shadow, self._shadow = self._shadow, None
+        if shadow is None:
+            return
+        live = self._deployment
+        if live is not None:
+            self._unwatch(live)
+        shadow.stop()
+        self._versions.pop(shadow.deployment.version, None)
+
     # -- calling the model --------------------------------------------------------
 
     def _deadline(self, timeout: float | None) -> float | None:
@@ -355,7 +675,23 @@ class Service:
         deployment = self._deployment
         if deployment is None or self._state is not State.READY:
             raise NotReadyError(f"model {self.name!r} is {self._state.value}")
-        return deployment
+        split = self._split
+        return deployment if split is None else split.pick(deployment, _NO_HEADERS)
+
+    def _route(self, request: Request) -> Deployment | None:
+        """The version that answers *request*: the one it names, or the split's pick."""
+        live = self._deployment
+        if live is None:
+            return None
+        if request.version is not None:
+            deployment = self._versions.get(request.version)
+            if deployment is None:
+                raise VersionNotFoundError(
+                    f"model {self.name!r} has no version {request.version!r} loaded"
+                )
+            return deployment
+        split = self._split
+        return live if split is None else split.pick(live, request.headers)
 
     def _validated(self, deployment: Deployment, x: Any) -> Any:
         return x if deployment.validate is None else deployment.validate(x)
@@ -424,23 +760,29 @@ class Service:
 
     def _admit(self, x: Any, deadline: float | None, future: Answer | None) -> Job:
         """Validate *x* and admit it as a job observed as one request."""
-        requests = self._requests
-        if requests is None:
+        if self._requests is None:
             deployment = self._active()
             x = self._validated(deployment, x)
             self._admission.acquire()
             return Job(deployment, x, deadline, future)
         request_id = self._new_id()
         started = _perf_counter()
+        try:
+            deployment = self._active()
+        except NotReadyError as exc:
+            requests = self._requests
+            requests.start(request_id)
+            requests.end(request_id, _perf_counter() - started, exc)
+            raise
+        requests = deployment.requests
         requests.start(request_id)
         try:  # a refused request is observed as handle observes it
-            deployment = self._active()
             x = self._validated(deployment, x)
             self._admission.acquire()
         except Exception as exc:  # a validator may raise anything for a strange input
             requests.end(request_id, _perf_counter() - started, exc)
             raise
-        return Job(deployment, x, deadline, future, (request_id, started))
+        return Job(deployment, x, deadline, future, (requests, request_id, started))
 
     def _run_inline(self, job: Job) -> tuple[bool, Any]:
         """Compute an admitted job on this thread; observe it if it is tagged."""
@@ -449,7 +791,7 @@ class Service:
         finally:
             self._admission.release()
         if job.tag is not None:
-            _end_job(self._requests, job, ok, value)
+            _end_job(job, ok, value)
         return ok, value
 
     # -- handle: the whole request flow ---------------------------------------------
@@ -479,13 +821,21 @@ class Service:
         started = _perf_counter()
         headers = request.headers
         request_id = headers.get("x-request-id") or self._id_prefix + str(next(self._ids))
-        requests = self._requests
+        deployment = self._deployment
+        if self._split is not None or request.version is not None:
+            try:
+                deployment = self._route(request)
+            except ModelDeployError as exc:  # a version not loaded: a routing answer
+                return codec.error(exc, request_id)
+        requests = self._requests if deployment is None else deployment.requests
         if requests is not None:
             if self._timed:
-                return self._handle_timed(request, codec, requests, started, request_id)
+                return self._handle_timed(
+                    request, codec, requests, started, request_id, deployment
+                )
             requests.start(request_id, headers)
         try:
-            deployment, x, reply, deadline = self._prepare(request, codec)
+            deployment, x, reply, deadline = self._prepare(request, codec, deployment)
             admission = self._admission
             admission.acquire()
             if self._pool is None:
@@ -511,12 +861,13 @@ class Service:
         requests: RequestObserver,
         started: float,
         request_id: str,
+        deployment: Deployment | None,
     ) -> Response:
         """:meth:`handle`'s path, with each stage's seconds for monitors that read events."""
         requests.start(request_id, request.headers)
         decoded = queued = computed = 0.0
         try:
-            deployment, x, reply, deadline = self._prepare(request, codec)
+            deployment, x, reply, deadline = self._prepare(request, codec, deployment)
             decoded = _perf_counter()
             admission = self._admission
             admission.acquire()
@@ -558,11 +909,17 @@ class Service:
             codec = self._codec
         started = _perf_counter()
         request_id = request.headers.get("x-request-id") or self._new_id()
-        requests = self._requests
+        deployment = self._deployment
+        if self._split is not None or request.version is not None:
+            try:
+                deployment = self._route(request)
+            except ModelDeployError as exc:
+                return codec.error(exc, request_id)
+        requests = self._requests if deployment is None else deployment.requests
         if requests is not None:
             requests.start(request_id, request.headers)
         try:
-            deployment, x, reply, deadline = self._prepare(request, codec)
+            deployment, x, reply, deadline = self._prepare(request, codec, deployment)
             self._admission.acquire()
             waiter = AsyncWaiter(asyncio.get_running_loop())
             self._pool.put(Job(deployment, x, deadline, waiter))
@@ -601,7 +958,7 @@ class Service:
         return codec.error(error, request_id)
 
     def _prepare(
-        self, request: Request, codec: Codec
+        self, request: Request, codec: Codec, deployment: Deployment | None
     ) -> tuple[Deployment, Any, Any, float | None]:
         """Check, decode and validate a request: everything before the queue."""
         body = request.body
@@ -610,7 +967,6 @@ class Service:
             raise PayloadTooLargeError(
                 f"body of {size} bytes is over the limit of {self.max_body_size}"
             )
-        deployment = self._deployment
         if deployment is None or self._state is not _READY:
             raise NotReadyError(f"model {self.name!r} is {self._state.value}")
         deadline = request.deadline
@@ -648,16 +1004,15 @@ def _reports(
 
         def done(job: Job, ok: bool, value: Any) -> None:
             if job.tag is not None:
-                _end_job(requests, job, ok, value)
+                _end_job(job, ok, value)
 
     return Reports(batch, done, timed=timed)
 
 
-def _end_job(requests: RequestObserver | None, job: Job, ok: bool, value: Any) -> None:
+def _end_job(job: Job, ok: bool, value: Any) -> None:
     """End the observation of a job :meth:`Service._admit` started (a tagged job)."""
-    if requests is not None:
-        request_id, started = job.tag
-        requests.end(request_id, _perf_counter() - started, None if ok else value)
+    requests, request_id, started = job.tag
+    requests.end(request_id, _perf_counter() - started, None if ok else value)
 
 
 def _timings(

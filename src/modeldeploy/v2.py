@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._version import __version__
+from .codecs import VERSION_HEADER
 from .errors import (
     DecodeError,
     EncodeError,
@@ -1190,6 +1191,7 @@ class RestCodec:
         )
         headers = _lower(headers)
         headers["x-request-id"] = request_id
+        headers[VERSION_HEADER] = deployment.version
         return make_response(200, headers, body)
 
     def error(self, error: ModelDeployError, request_id: str, /) -> Response:

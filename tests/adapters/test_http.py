@@ -162,7 +162,7 @@ class TestRoutes:
 
     def test_infer(self, app: HTTPApp) -> None:
         response = both(app, "POST", "/v2/models/m/infer", INFER)
-        assert response.headers.keys() == {"content-type", "x-request-id"}
+        assert response.headers.keys() == {"content-type", "x-request-id", "x-model-version"}
         assert response.headers["content-type"] == "application/json"
         assert json.loads(response.body) == {
             "model_name": "m",

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
 from typing import Any, Final, NoReturn, TypeVar
 
+import attrs
 import grpc
 
 from modeldeploy import v2
@@ -131,7 +132,7 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]  # 
         service = self.services.get(name)
         if service is None:
             raise ModelNotFoundError(f"no model named {_quoted(name)}")
-        if version and version != service.version:
+        if version and version not in service.versions:
             raise VersionNotFoundError(f"model {_quoted(name)} has no version {_quoted(version)}")
         return service
 
@@ -160,7 +161,9 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]  # 
     def ModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """One model's tensors, from its signature; NOT_FOUND if unknown."""
         service = self._service(request.name, request.version)
-        metadata = v2.model_metadata(service.name, service.signature, versions=[service.version])
+        metadata = v2.model_metadata(
+            service.name, service.signature, versions=list(service.versions)
+        )
         return v2.model_metadata_to_grpc(metadata)
 
     @_rpc
@@ -172,7 +175,10 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]  # 
         limit = self.limits[service.name]
         if size > limit:
             raise PayloadTooLargeError(f"request of {size} bytes is over the limit of {limit}")
-        response = self._infer(service, Request(b"", _GRPC, message=request), context)
+        version = request.model_version or None
+        response = self._infer(
+            service, Request(b"", _GRPC, message=request, version=version), context
+        )
         return pb.ModelInferResponse.FromString(response)
 
     @_rpc
@@ -185,12 +191,15 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]  # 
         """
         message = v2.parse_grpc_request(body)
         service = self._service(message.model_name, message.model_version)
-        return self._infer(service, Request(body, _GRPC, message=message), context)
+        version = message.model_version or None
+        return self._infer(
+            service, Request(body, _GRPC, message=message, version=version), context
+        )
 
     def _infer(self, service: Service, request: Request, context: grpc.ServicerContext) -> bytes:
         deadline = _deadline(context)
         if deadline is not None:
-            request = Request(request.body, _GRPC, deadline=deadline, message=request.message)
+            request = attrs.evolve(request, deadline=deadline)
         response = service.handle(request, self._codec)
         if response.status != 200:
             raise _RefusedError(response)
