@@ -25,7 +25,7 @@ from typing import Final
 
 from .._version import __version__
 from ..errors import ModelDeployError
-from . import nginx, observe, serve
+from . import models, nginx, observe, serve
 from ._args import StartError, UsageError
 from .serve import SERVERS, as_app, resolve
 
@@ -36,7 +36,7 @@ logger = logging.getLogger("modeldeploy.cli")
 _EXIT_USAGE: Final = 2
 
 # the subcommands, in the order --help lists them
-_COMMANDS: Final = (serve, observe, nginx)
+_COMMANDS: Final = (serve, models, observe, nginx)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -117,9 +117,16 @@ def _import_spec(spec: str) -> object | None:
         raise ModelNotFoundError(f"{module_name!r} has no attribute {attr_path!r}") from exc
 
 
+def _store_spec(spec: str) -> object | None:
+    """Load ``ROOT/NAME[@VERSION|ALIAS]`` from a model store; ``None`` when not a store path."""
+    from ..store import load_spec  # imported only when SPEC is not an import path
+
+    return load_spec(spec)
+
+
 # How SPEC is read, in order: each loader returns the object SPEC names, or None
-# when SPEC is not its form. The model store adds a loader for store paths here.
-_LOADERS: Final[list[Callable[[str], object | None]]] = [_import_spec]
+# when SPEC is not its form.
+_LOADERS: Final[list[Callable[[str], object | None]]] = [_import_spec, _store_spec]
 
 
 def _describe(exc: BaseException) -> str:
@@ -226,7 +233,7 @@ def _target(spec: str) -> object:
             return target
     raise ModelNotFoundError(
         f"cannot read SPEC {spec!r}: expected package.module:attribute "
-        "(for example modeldeploy.demo:service)"
+        "(for example modeldeploy.demo:service) or a model store's ROOT/NAME[@VERSION|ALIAS]"
     )
 
 
@@ -282,7 +289,8 @@ def add_parser(commands: Commands) -> None:
             "SPEC is package.module:attribute naming a Service, an HTTPApp, an ASGI app, "
             "a Predictor, a plain callable or a fitted scikit-learn estimator (the model; "
             "it is wrapped in a Service with a PrometheusMonitor). The current directory "
-            "is on the import path. "
+            "is on the import path. SPEC may also be ROOT/NAME[@VERSION|ALIAS], a version of "
+            "a model store (latest by default; the key is read from MODELDEPLOY_STORE_KEY). "
             "Example: modeldeploy serve modeldeploy.demo:service --port 8000"
         ),
     )

@@ -25,7 +25,17 @@ import attrs
 from ..errors import IntegrityError
 from ..messages import Signature, TensorSpec
 
-__all__ = ["SCHEMA", "FileEntry", "Manifest", "canonical_bytes", "compute_hmac", "json_value"]
+__all__ = [
+    "SCHEMA",
+    "FileEntry",
+    "Manifest",
+    "canonical_bytes",
+    "check_hmac",
+    "compute_hmac",
+    "json_value",
+    "signature_from_json",
+    "signature_to_json",
+]
 
 SCHEMA: Final = 1
 """The manifest format's version, written as ``"schema"``."""
@@ -96,7 +106,8 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
 
 
-def _signature_to_json(signature: Signature | None) -> Any:
+def signature_to_json(signature: Signature | None) -> Any:
+    """Return *signature* as manifest JSON: ``{"inputs": [{name, dtype, shape}], "outputs"}``."""
     if signature is None:
         return None
 
@@ -110,7 +121,13 @@ def _signature_to_json(signature: Signature | None) -> Any:
     }
 
 
-def _signature_from_json(data: Any) -> Signature | None:
+def signature_from_json(data: Any) -> Signature | None:
+    """
+    Return the Signature of manifest JSON (``None`` for ``null``).
+
+    Raises:
+        KeyError, TypeError, ValueError: *data* is not a signature.
+    """
     if data is None:
         return None
 
@@ -168,7 +185,7 @@ class Manifest:
             "metadata": dict(self.metadata),
             "name": self.name,
             "schema": SCHEMA,
-            "signature": _signature_to_json(self.signature),
+            "signature": signature_to_json(self.signature),
             "version": self.version,
         }
         if self.reference is not None:
@@ -220,7 +237,7 @@ class Manifest:
                 format=data["format"],
                 created=data["created"],
                 files=files,
-                signature=_signature_from_json(data["signature"]),
+                signature=signature_from_json(data["signature"]),
                 metadata=metadata,
                 reference=reference,
                 factory=data["factory"],
