@@ -168,3 +168,76 @@ def merged(threads: list[Traffic]) -> dict[str, Any]:
         for status, count in thread.statuses.items():
             total.statuses[status] = total.statuses.get(status, 0) + count
     return total.figures()
+
+
+# -- processes, from /proc ----------------------------------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is *pid*."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # the command name is in parentheses and may hold spaces
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def status(pid: int, field: str) -> int:
+    """A number from /proc/PID/status (kB fields in bytes)."""
+    for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            parts = line.split()
+            return int(parts[1]) * (1024 if parts[-1] == "kB" else 1)
+    raise KeyError(field)
+
+
+def rss(pid: int) -> int:
+    return status(pid, "VmRSS")
+
+
+def threads(pid: int) -> int:
+    return status(pid, "Threads")
+
+
+def fds(pid: int) -> int:
+    return len(list((Path("/proc") / str(pid) / "fd").iterdir()))
+
+
+def post(port: int, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of *name* in a Prometheus exposition whose labels match."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        sample_name = head.split("{", 1)[0]
+        if sample_name != name:
+            continue
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
