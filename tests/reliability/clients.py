@@ -112,6 +112,8 @@ class Traffic(threading.Thread):
         self.latencies: list[float] = []
         self.statuses: dict[int, int] = {}
         self.errors: list[str] = []
+        self.by_status: dict[int, list[float]] = {}
+        self.without_retry_after = 0
 
     def one(self) -> int:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
@@ -121,6 +123,8 @@ class Traffic(threading.Thread):
             connection.request(method, self.path, body=self.body, headers=headers)
             response = connection.getresponse()
             response.read()
+            if response.status == 503 and response.getheader("Retry-After") is None:
+                self.without_retry_after += 1
             return response.status
         finally:
             connection.close()
@@ -133,7 +137,9 @@ class Traffic(threading.Thread):
             except OSError as exc:
                 self.errors.append(repr(exc))
                 continue
-            self.latencies.append(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.latencies.append(took)
+            self.by_status.setdefault(status, []).append(took)
             self.statuses[status] = self.statuses.get(status, 0) + 1
 
     def figures(self) -> dict[str, Any]:
