@@ -81,3 +81,11 @@ broken = Service(predictor(_faulty, name="broken"), warmup={"fault": "raise"})
 
 faulty_wsgi = wsgi(faulty)
 """The faulty service as a WSGI app, for gunicorn run by hand (``--max-requests``)."""
+
+steady = Service(
+    predictor(lambda x: time.sleep(0.2) or x, name="steady"),
+    workers=8,
+    max_queue=64,
+    monitors=[PrometheusMonitor()],
+)
+"""200 ms a request, 8 at a time: requests are in flight when SIGTERM comes."""

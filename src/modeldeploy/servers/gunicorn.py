@@ -175,6 +175,29 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn is u
             conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn)
         )
 
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """Start or stop accepting; when the worker stops, take the backlog and close.
+
+        On a graceful stop gunicorn's master closes its listening sockets, but
+        each worker keeps its copy open until it has drained: the kernel goes on
+        completing connections that nobody accepts, and resets them when the
+        worker exits. A stopping worker here accepts what is already queued (it
+        is answered like any other request), then closes its copy, so that new
+        clients are refused at connect instead of being lost.
+        """
+        super().set_accept_enabled(enabled)
+        if enabled or self.alive:
+            return
+        for listener in self.sockets:
+            with contextlib.suppress(OSError):
+                listener.setblocking(False)
+                while True:
+                    accepted = self.nr_conns
+                    self.accept(listener)
+                    if self.nr_conns == accepted:
+                        break
+            listener.close()
+
     # -- in the worker threads ---------------------------------------------------
 
     def handle(self, conn: Any) -> Any:
