@@ -161,3 +161,31 @@ def test_the_docs_test_file_passes_under_pytest(tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "3 passed" in run.stdout
+
+
+def test_without_the_testing_extra_the_plugin_loads_and_the_errors_name_it():
+    """pytest loads the plugin wherever modeldeploy is installed: it must import without
+    httpx or hypothesis, and the helpers that need them say what to install."""
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["httpx"] = None
+        sys.modules["hypothesis"] = None
+        import modeldeploy as md
+        import modeldeploy.testing.pytest_plugin
+        from modeldeploy.testing import client
+        for load in (lambda: client(md.Service(abs)),
+                     lambda: __import__("modeldeploy.testing.strategies")):
+            try:
+                load()
+            except ModuleNotFoundError as exc:
+                assert "pip install 'modeldeploy[testing]'" in str(exc), exc
+            else:
+                raise AssertionError("no error")
+        print("ok")
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.stdout.strip() == "ok", run.stderr

@@ -10,6 +10,7 @@ runs on a real loop, lifespan included, as under uvicorn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Coroutine, Iterable, MutableMapping
 from types import TracebackType
@@ -69,7 +70,10 @@ class _ASGIPortal(httpx.BaseTransport):
         async def lifespan() -> None:
             scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
             try:
-                await self._app(scope, messages.get, events.put)
+                # an app without lifespan support raises on the scope: it is served
+                # without lifespan, as uvicorn's default "auto" mode does
+                with contextlib.suppress(Exception):
+                    await self._app(scope, messages.get, events.put)
             finally:
                 # an app without lifespan returns (or raises) at once: unblock the waiter
                 await events.put({"type": "lifespan.ended"})
