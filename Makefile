@@ -4,9 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 comma := ,
 PORT ?= 8000
-# extras the test suite needs; heavy ones (ray) only where their tests run; torch is
-# left out (its tests skip without it): pip install torch==2.13.0 on a machine that has it
-EXTRAS ?= dev,numpy,fast,xml,flask,asgi,grpc,onnx,lightgbm,dashboard,otel,dvc,joblib
+# extras the test suite needs; ray is here because its install and tests fit CI (#15);
+# torch is left out (its tests skip without it): pip install torch==2.13.0 on a machine
+# that has it
+EXTRAS ?= dev,numpy,fast,xml,flask,asgi,grpc,onnx,lightgbm,dashboard,otel,dvc,joblib,ray
 
 .DEFAULT_GOAL := help
 .PHONY: help venv demo test lint typecheck unit docs docs-build bench proto clean
