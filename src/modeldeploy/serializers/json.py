@@ -90,20 +90,21 @@ _TENSOR_FIELDS = frozenset(["dtype", "shape", "data"])
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 # Bytes a decoded value takes at most, counted from the bytes that open one (CPython
 # 3.11, orjson and the stdlib, lists' growth included; tests/reliability/test_memory.py
-# checks the bound shape by shape): an array item or an object member (one "," or ":"),
-# an array or object (one "[" or "{"), a string (two '"'), and each byte of the body
-# (a character's code points take up to twice its UTF-8 bytes).
+# and test_fuzz.py check the bound): an array item or an object member (one "," or ":"),
+# an array or object (one "[" or "{"), a string (two '"'), an escape (one "\\": orjson
+# caches no escaped key), and each byte (code points take up to twice their UTF-8 bytes).
 _ITEM_COST = 96
 _CONTAINER_COST = 128
-_QUOTE_COST = 64
+_QUOTE_COST = 64  # per '"', and per backslash
 _BYTE_COST = 2
+_BASE_COST = 16 * 1024  # the parser's own buffers (orjson takes 4 KiB for any text)
 _MAX_COST = max(_ITEM_COST, _CONTAINER_COST, _QUOTE_COST) + _BYTE_COST  # of any one byte
 _COUNT_CHUNK = 1 << 20
 
 
 def _decoded_size(data: bytes | memoryview, limit: int) -> int:
     """Return an upper bound of the memory *data* decodes into, or stop once past *limit*."""
-    size = _BYTE_COST * len(data) + _ITEM_COST
+    size = _BYTE_COST * len(data) + _BASE_COST
     for start in range(0, len(data), _COUNT_CHUNK):
         if isinstance(data, memoryview):
             chunk = data[start : start + _COUNT_CHUNK].tobytes()
@@ -113,7 +114,7 @@ def _decoded_size(data: bytes | memoryview, limit: int) -> int:
         size += (
             (chunk.count(b",", *window) + chunk.count(b":", *window)) * _ITEM_COST
             + (chunk.count(b"[", *window) + chunk.count(b"{", *window)) * _CONTAINER_COST
-            + chunk.count(b'"', *window) * _QUOTE_COST
+            + (chunk.count(b'"', *window) + chunk.count(b"\\", *window)) * _QUOTE_COST
         )
         if size > limit:
             break
@@ -224,7 +225,7 @@ class JSON:
             could take more is refused with PayloadTooLargeError before it is
             decoded. ``None`` (default) is :data:`MEMORY_FACTOR` times
             *max_size*, and at least :data:`MIN_MEMORY`. The check counts
-            the body's ``,`` ``:`` ``[`` ``{`` and ``"`` bytes (an upper bound
+            the body's ``,`` ``:`` ``[`` ``{`` ``"`` and ``\\`` bytes (an upper bound
             of its values), and only for bodies over ``max_memory / 130``
             bytes: small bodies pay nothing. Without it, a
             body of ``[],[],...`` decodes into 30 times its size.

@@ -1,0 +1,105 @@
+"""Fuzzing what this suite added: the JSON memory estimate, and HTTP framing on the wire.
+
+Every decoder and the V2 request parser are fuzzed where they live
+(``tests/serializers/test_contract.py``: garbage, truncations and flipped bytes for
+every serializer; ``tests/test_v2.py::TestFuzz``: garbage and near-valid V2 requests),
+with the budget of the ``ci`` hypothesis profile. Here: the memory estimate must bound
+what any JSON value decodes into, and hostile bytes sent to the real servers must get
+a 4xx or a closed connection, never a 5xx, and leave the server answering.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import tracemalloc
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from modeldeploy.serializers.json import JSON, _decoded_size
+from tests.integration.servers import Process, free_port, is_ready
+from tests.strategies import json_values
+
+pytestmark = pytest.mark.reliability
+
+
+@pytest.mark.parametrize("backend", ["orjson", "stdlib"])
+@settings(max_examples=100, deadline=None)
+@given(value=json_values)
+def test_the_memory_estimate_bounds_any_json_value(backend: str, value: object) -> None:
+    data = json.dumps([value] * 64, separators=(",", ":")).encode()  # many, as a body would
+    serializer = JSON(backend=backend, max_memory=1 << 40)  # type: ignore[arg-type]
+    serializer.loads(data)  # once first: lazy one-time allocations are not the body's
+    tracemalloc.start()
+    try:
+        decoded = serializer.loads(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decoded is not None
+    assert peak <= _decoded_size(data, 1 << 62), (peak, len(data))
+
+
+# -- HTTP framing against the real servers ------------------------------------------------
+
+_METHODS = st.sampled_from([b"GET", b"POST", b"PUT", b"G\x00T", b"", b"POST /"])
+_PATHS = st.sampled_from([b"/predict", b"/v2/models/demo/infer", b"/v2", b"*", b"", b"/%00"])
+_VERSIONS = st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.1\r", b""])
+_HEADER = st.tuples(
+    st.sampled_from([b"Content-Length", b"Transfer-Encoding", b"Content-Type", b"Host", b"X"]),
+    st.sampled_from([b"0", b"5", b"-1", b"99999999999999999999", b"chunked", b"a\rb", b""])
+    | st.binary(max_size=8),
+).map(lambda kv: kv[0] + b": " + kv[1])
+requests = st.one_of(
+    st.binary(max_size=200),
+    st.builds(
+        lambda method, path, version, headers, body: (
+            method + b" " + path + b" " + version + b"\r\n" + b"\r\n".join(headers)
+            + b"\r\n\r\n" + body
+        ),
+        _METHODS, _PATHS, _VERSIONS, st.lists(_HEADER, max_size=4), st.binary(max_size=40),
+    ),
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=["uvicorn", "gunicorn"])
+def wire_server(request: pytest.FixtureRequest) -> Iterator[Process]:
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "modeldeploy", "serve", "modeldeploy.demo:service",
+        "--server", request.param, "--header-timeout", "0.5", "--body-timeout", "0.5",
+        "--port", str(port),
+    ]  # fmt: skip
+    process = Process(argv, port=port, name=request.param)
+    try:
+        process.wait_ready()
+    except BaseException:
+        process.kill()
+        raise
+    yield process
+    process.kill()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw=requests)
+def test_hostile_bytes_get_a_4xx_or_a_close_never_a_5xx(wire_server: Process, raw: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", wire_server.port), timeout=5) as sock:
+        sock.sendall(raw)
+        sock.shutdown(socket.SHUT_WR)  # the end of what we send
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass  # closed on us, or the server waits for more: both are fine
+    for line in answer.split(b"\r\n"):
+        if line.startswith(b"HTTP/1."):
+            status = line.split(b" ", 2)[1]
+            assert not status.startswith(b"5"), answer[:300]
+    assert is_ready(wire_server.port)
