@@ -225,10 +225,10 @@ class JSON:
             could take more is refused with PayloadTooLargeError before it is
             decoded. ``None`` (default) is :data:`MEMORY_FACTOR` times
             *max_size*, and at least :data:`MIN_MEMORY`. The check counts
-            the body's ``,`` ``:`` ``[`` ``{`` ``"`` and ``\\`` bytes (an upper bound
-            of its values), and only for bodies over ``max_memory / 130``
-            bytes: small bodies pay nothing. Without it, a
-            body of ``[],[],...`` decodes into 30 times its size.
+            the body's commas, colons, brackets, braces, quotes and
+            backslashes (an upper bound of its values), and only for bodies
+            over ``max_memory / 130`` bytes: small bodies pay nothing. Without
+            it, a body of ``[],[],...`` decodes into 30 times its size.
 
     Raises:
         ValueError: *max_depth* is out of range, *max_memory* is not positive,
