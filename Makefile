@@ -10,7 +10,7 @@ PORT ?= 8000
 EXTRAS ?= dev,numpy,fast,xml,flask,asgi,grpc,onnx,lightgbm,dashboard,otel,dvc,joblib,ray
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint typecheck unit docs docs-build bench proto clean
+.PHONY: help venv demo test lint typecheck unit docs docs-build bench proto clean reliability soak
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,17 @@ $(BENCH_INSTALLED): pyproject.toml | $(BIN)/activate
 
 bench: $(BENCH_INSTALLED)  ## run the benchmarks (installs the bench extra); writes docs/benchmarks.md
 	$(BIN)/python benchmarks/run.py $(BENCH)
+
+SOAK_SECONDS ?= 60
+reliability: venv  ## the reliability suite at full size; writes docs/reliability.md's figures
+	rm -rf tests/reliability/results
+	MODELDEPLOY_RELIABILITY_FULL=1 MODELDEPLOY_SOAK_SECONDS=$(SOAK_SECONDS) \
+		$(BIN)/python -m pytest tests/reliability -q -p no:randomly \
+		--junitxml=tests/reliability/results/junit.xml; \
+	status=$$?; $(BIN)/python tests/reliability/report.py && exit $$status
+
+soak: venv  ## 10 minutes of steady traffic: no memory, fd or thread growth
+	MODELDEPLOY_SOAK_SECONDS=600 $(BIN)/python -m pytest tests/reliability/test_soak.py -q
 
 # protoc writes modeldeploy/v1/value_pb2.py under its output dir (the .proto's path);
 # the module lives in modeldeploy._proto, so generate into a scratch dir and copy
