@@ -117,11 +117,31 @@ def _import_spec(spec: str) -> object | None:
         raise ModelNotFoundError(f"{module_name!r} has no attribute {attr_path!r}") from exc
 
 
-def _store_spec(spec: str) -> object | None:
-    """Load ``ROOT/NAME[@VERSION|ALIAS]`` from a model store; ``None`` when not a store path."""
-    from ..store import load_spec  # imported only when SPEC is not an import path
+FOLLOW_ENV: Final = "MODELDEPLOY_FOLLOW_INTERVAL"
+"""Seconds between two looks at a followed store alias (``ROOT/NAME@ALIAS``); default 2."""
 
-    return load_spec(spec)
+
+def _store_spec(spec: str) -> object | None:
+    """
+    Load ``ROOT/NAME[@VERSION|ALIAS]`` from a model store; ``None`` when not a store path.
+
+    An alias is followed: the service this process serves deploys the version
+    the alias names whenever it moves (every worker process follows it alike).
+    """
+    from ..store import LATEST, AliasFollower, parse_spec  # only when SPEC is no import path
+
+    parsed = parse_spec(spec)
+    if parsed is None:
+        return None
+    store, name, ref = parsed
+    predictor = store.load(name, ref)
+    if ref == LATEST or ref in store.versions(name):
+        return predictor
+    service = Service(predictor, monitors=[PrometheusMonitor()])
+    interval = float(os.environ.get(FOLLOW_ENV) or 2.0)
+    AliasFollower(store, name, ref, service, interval=interval).start()
+    logger.info("following alias %s of model %s (every %g s)", ref, name, interval)
+    return service
 
 
 # How SPEC is read, in order: each loader returns the object SPEC names, or None

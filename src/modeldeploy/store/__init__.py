@@ -15,8 +15,19 @@ the "Versions" page of the docs.
 
 from __future__ import annotations
 
-from ._store import KEY_ENV, LATEST, ModelStore, load_spec
+from ._store import KEY_ENV, LATEST, ModelStore, load_spec, parse_spec
+from .follow import AliasFollower
 from .formats import ModelFormat
 from .manifest import FileEntry, Manifest
 
-__all__ = ["KEY_ENV", "LATEST", "FileEntry", "Manifest", "ModelFormat", "ModelStore", "load_spec"]
+__all__ = [
+    "KEY_ENV",
+    "LATEST",
+    "AliasFollower",
+    "FileEntry",
+    "Manifest",
+    "ModelFormat",
+    "ModelStore",
+    "load_spec",
+    "parse_spec",
+]

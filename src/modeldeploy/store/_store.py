@@ -650,13 +650,13 @@ class ModelStore:
             os.close(fd)  # releases the lock
 
 
-def load_spec(spec: str) -> Predictor | None:
+def parse_spec(spec: str) -> tuple[ModelStore, str, str] | None:
     """
-    Load ``ROOT/name[@ref]`` from a store, or return ``None`` when *spec* is not one.
+    Read ``ROOT/name[@ref]`` as ``(store, name, ref)``; ``None`` when *spec* is not one.
 
     *spec* is a store reference when ``ROOT/name`` is a directory; *ref* is
     a version or an alias (``"latest"`` when left out). The store reads its
-    key from ``MODELDEPLOY_STORE_KEY``; pickled artifacts need it.
+    key from ``MODELDEPLOY_STORE_KEY``.
 
     .. versionadded:: 0.1.0
     """
@@ -667,4 +667,19 @@ def load_spec(spec: str) -> Predictor | None:
     model_dir = Path(path)
     if not (NAME.fullmatch(model_dir.name) and model_dir.is_dir()):
         return None
-    return ModelStore(model_dir.parent).load(model_dir.name, ref)
+    return ModelStore(model_dir.parent), model_dir.name, ref
+
+
+def load_spec(spec: str) -> Predictor | None:
+    """
+    Load ``ROOT/name[@ref]`` from a store, or return ``None`` when *spec* is not one.
+
+    Read as :func:`parse_spec` reads it; pickled artifacts need the store's key.
+
+    .. versionadded:: 0.1.0
+    """
+    parsed = parse_spec(spec)
+    if parsed is None:
+        return None
+    store, name, ref = parsed
+    return store.load(name, ref)
