@@ -382,3 +382,36 @@ def test_cli_serves_an_async_model(tmp_path: Path, attr: str) -> None:
         assert predict(process.port, 21) == (200, 42)
     finally:
         process.kill()
+
+
+# -- trap 7: the smaller ones ---------------------------------------------------------------
+
+
+def test_predict_with_several_models_names_them() -> None:
+    import modeldeploy as md
+
+    app = HTTPApp([md.Service(abs, name="iris", workers=0), md.Service(abs, name="wine")])
+    response = app("POST", "/predict", {"content-type": "application/json"}, b"1")
+    assert response.status == 404
+    error = json.loads(response.body)["error"]
+    assert error["code"] == "model_not_found"
+    assert "'iris', 'wine'" in error["message"]
+    assert "/models/{name}/predict" in error["message"]
+
+
+@pytest.mark.integration
+def test_a_taken_grpc_port_exits_1_with_one_clear_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        grpc_port = taken.getsockname()[1]
+        result = run_cli(
+            "serve", "operator:neg", "--port", str(free_port()), "--grpc-port", str(grpc_port),
+            cwd=tmp_path,
+        )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert f"cannot listen for gRPC on 127.0.0.1:{grpc_port}: the port is taken" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Failed to bind" not in result.stderr  # not gRPC's own text

@@ -28,8 +28,11 @@ import sys
 from collections.abc import Sequence
 from typing import Final
 
-import numpy as np
-import numpy.typing as npt
+from ._extras import needs
+
+with needs("modeldeploy.demo"):
+    import numpy as np
+    import numpy.typing as npt
 
 from .messages import Signature, TensorSpec
 from .monitors import PrometheusMonitor

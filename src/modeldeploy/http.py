@@ -30,6 +30,7 @@ import importlib
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType, ModuleType
@@ -190,6 +191,7 @@ class HTTPApp:
         self._rest_codec: Codec | None = self._v2.RestCodec() if self._v2 is not None else None
         self._unstarted = True
         self._start_lock = threading.Lock()
+        _warn_if_trusted_pickle(self.services.values())
 
     def __repr__(self) -> str:
         return f"HTTPApp(services={list(self.services)!r})"
@@ -336,7 +338,11 @@ class HTTPApp:
                 return _not_allowed(allowed, path.startswith(_V2_PREFIX))
             if kind == _PREDICT:
                 if self._single is None:
-                    return _NOT_FOUND_PLAIN
+                    names = ", ".join(repr(name) for name in self.services)
+                    raise ModelNotFoundError(
+                        f"/predict serves a lone model; this server has {names}: "
+                        "POST /models/{name}/predict"
+                    )
                 return None, self._single, None
             if kind == _LIVE:
                 return _LIVE_OK if all(s.health() for s in self.services.values()) else _FALSE
@@ -424,6 +430,15 @@ def _import_v2() -> ModuleType | None:
             raise
         logger.warning("%s; /predict and /metrics work without it", _NO_NUMPY)
         return None
+
+
+def _warn_if_trusted_pickle(services: Iterable[Service]) -> None:
+    # an HTTP app is a network service: a trusted Pickle there runs any client's code
+    if "modeldeploy.serializers.pickle" in sys.modules:  # no Pickle was made otherwise
+        from .serializers.pickle import warn_if_trusted
+
+        for service in services:
+            warn_if_trusted(service.negotiator.serializers, f"model {service.name!r}")
 
 
 def cannot_serve(service: Service) -> str | None:

@@ -30,8 +30,12 @@ from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-import numpy as np
-import numpy.typing as npt
+
+from ._extras import needs
+
+with needs("the Open Inference Protocol (modeldeploy.v2)"):
+    import numpy as np
+    import numpy.typing as npt
 
 from ._version import __version__
 from .codecs import VERSION_HEADER

@@ -43,11 +43,11 @@ names the input and says what was expected and what came.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from ._extras import import_extra
 from .errors import ValidationError
 from .messages import Signature, TensorSpec
 
@@ -74,7 +74,7 @@ def _identity(value: Any) -> Any:
 
 def _numpy() -> ModuleType:
     # numpy is an optional dependency: imported when a signature needs it
-    return importlib.import_module("numpy")
+    return import_extra("numpy", "a signature")
 
 
 def _client_name(key: object) -> str:

@@ -242,7 +242,9 @@ class E2E:
     def test_predict_needs_a_single_service(self, server: Server) -> None:
         status, _, body = raw(server, "POST", "/predict", b"[1,2,3,4]")
         assert status == 404
-        assert json.loads(body)["error"]["code"] == "not_found"
+        error = json.loads(body)["error"]
+        assert error["code"] == "model_not_found"
+        assert "/models/{name}/predict" in error["message"]  # and which models there are
 
     def test_unknown_model_predict(self, server: Server) -> None:
         status, _, body = raw(server, "POST", "/models/nope/predict", b"[1]")

@@ -254,7 +254,11 @@ class TestTestClient:
         ("method", "path", "status", "body"),
         [
             ("GET", "/predict", 405, plain("method_not_allowed", "method not allowed")),
-            ("POST", "/predict", 404, plain("not_found", "not found")),  # two services
+            ("POST", "/predict", 404, plain(  # several services: it names them
+                "model_not_found",
+                "/predict serves a lone model; this server has 'double', 'summary', 'echo': "
+                "POST /models/{name}/predict",
+            )),
             ("GET", "/v2/models/nope", 404, {"error": "no model named 'nope'"}),
             ("GET", "/v2/models/summary/versions/7", 404,
              {"error": "model 'summary' has no version '7'"}),

@@ -158,7 +158,9 @@ class TestRoutes:
 
     def test_predict_needs_one_service(self, service: md.Service) -> None:
         app = HTTPApp([service, md.Service(double, name="other")])
-        assert error_of(both(app, "POST", "/predict", b"[1, 2]"))["code"] == "not_found"
+        error = error_of(both(app, "POST", "/predict", b"[1, 2]"))
+        assert error["code"] == "model_not_found"
+        assert "'m', 'other'" in error["message"]  # the models there are
 
     def test_infer(self, app: HTTPApp) -> None:
         response = both(app, "POST", "/v2/models/m/infer", INFER)

@@ -320,3 +320,39 @@ class TestPickleHostileInput:
     def test_unhashable_set_item_raises_decode_error(self):
         with pytest.raises(DecodeError):
             codec.loads(b"\x80\x05\x8f](]e\x90.")  # EMPTY_SET, [ [] ], ADDITEMS
+
+
+class TestFirstHour:
+    """What a new user hits first (issue #11, trap 7)."""
+
+    @pytest.mark.parametrize("protocol", [2, 4])
+    def test_an_array_of_an_older_protocol_is_refused_with_the_fix(self, protocol):
+        body = pickle.dumps(np.arange(3.0), protocol=protocol)
+        with pytest.raises(UntrustedPayloadError) as info:
+            Pickle().loads(body)
+        assert f"the body is pickle protocol {protocol}: send protocol 5" in info.value.message
+
+    def test_protocol_5_needs_no_hint(self):
+        assert Pickle().loads(pickle.dumps(np.arange(3.0), protocol=5)).tolist() == [0, 1, 2]
+        with pytest.raises(UntrustedPayloadError) as info:
+            Pickle().loads(pickle.dumps(Reduce(os.system, ("true",)), protocol=5))
+        assert "protocol" not in info.value.message
+
+    def test_a_trusted_pickle_on_a_network_service_is_logged_once(self, caplog, monkeypatch):
+        import modeldeploy as md
+        from modeldeploy.http import HTTPApp
+        from modeldeploy.serializers import pickle as pickle_module
+
+        monkeypatch.setattr(pickle_module, "_warned_trusted", False)
+        serializers = [md.JSON(), Pickle(trusted=True)]
+        with caplog.at_level("WARNING", logger="modeldeploy"):
+            HTTPApp(md.Service(abs, name="a", serializers=serializers))
+            HTTPApp(md.Service(abs, name="b", serializers=serializers))
+            HTTPApp(md.Service(abs, name="c", serializers=[Pickle()]))
+        warnings = [r.getMessage() for r in caplog.records if "trusted=True" in r.getMessage()]
+        assert warnings == [
+            (
+                "model 'a' serves Pickle(trusted=True): any client that reaches it can run "
+                "code in this process; use it only behind authentication, on a trusted network"
+            )
+        ]

@@ -14,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Final
 
-import flask
+from modeldeploy._extras import needs
+
+with needs("modeldeploy.adapters.flask"):
+    import flask
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from modeldeploy.adapters._body import check_size, read_body

@@ -28,9 +28,13 @@ from concurrent import futures
 from typing import Any, Final, NoReturn, TypeVar
 
 import attrs
-import grpc
 
-from modeldeploy import v2
+from modeldeploy._extras import needs
+
+with needs("modeldeploy.adapters.grpc"):
+    import grpc
+
+    from modeldeploy import v2
 from modeldeploy._proto.inference import grpc_service_pb2 as pb
 from modeldeploy._proto.inference import grpc_service_pb2_grpc as pb_grpc
 from modeldeploy.errors import (

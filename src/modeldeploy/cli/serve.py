@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from .._extras import INSTALL
 from ..errors import ModelDeployError, ModelLoadError, ModelNotFoundError, NotReadyError
 from ..http import HTTPApp, cannot_serve
 from ..interfaces import Predictor
@@ -467,12 +468,7 @@ def _require(what: str, module: str) -> None:
     try:
         importlib.import_module(module)
     except ImportError:
-        install = {
-            "uvicorn": "modeldeploy[asgi]",
-            "grpc": "modeldeploy[grpc]",
-            "gunicorn": "gunicorn",
-        }[module]
-        raise UsageError(f"{what} needs {module}: pip install {install!r}") from None
+        raise UsageError(f"{what} needs {module}: pip install {INSTALL[module]}") from None
 
 
 def _listening(options: argparse.Namespace, app: HTTPApp) -> str:

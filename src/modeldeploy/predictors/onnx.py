@@ -13,11 +13,11 @@ no Python code, unlike a pickle.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from modeldeploy._extras import import_extra
 from modeldeploy.errors import ModelLoadError
 from modeldeploy.interfaces import Predictor
 from modeldeploy.messages import Signature, TensorSpec
@@ -53,7 +53,7 @@ _DTYPES = {
 
 def _import_onnxruntime() -> Any:
     try:
-        return importlib.import_module("onnxruntime")
+        return import_extra("onnxruntime", "modeldeploy.predictors.onnx")
     except ModuleNotFoundError as exc:
         if exc.name != "onnxruntime":
             raise
@@ -85,7 +85,7 @@ class _ONNXPredictor(PredictorBase):
     ) -> None:
         super().__init__(model, **options)
         self._ort = _import_onnxruntime()
-        self._numpy = importlib.import_module("numpy")
+        self._numpy = import_extra("numpy", "modeldeploy.predictors.onnx")
         self._output_names = list(outputs) if outputs is not None else None
         self._providers = list(providers)
         self._session: Any = None
@@ -102,7 +102,7 @@ class _ONNXPredictor(PredictorBase):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._ort = _import_onnxruntime()
-        self._numpy = importlib.import_module("numpy")
+        self._numpy = import_extra("numpy", "modeldeploy.predictors.onnx")
 
     def _load(self) -> None:
         model = self._model

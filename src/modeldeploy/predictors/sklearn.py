@@ -8,7 +8,6 @@ module. NumPy is imported when the first such predictor is built.
 
 from __future__ import annotations
 
-import importlib
 import numbers
 import sys
 from collections.abc import Mapping, Sequence
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from modeldeploy._extras import import_extra
 from modeldeploy.errors import ModelLoadError, ValidationError
 from modeldeploy.messages import Signature, TensorSpec
 
@@ -54,7 +54,7 @@ class _SklearnPredictor(PredictorBase):
     def __init__(self, model: Any, *, method: str, **options: Any) -> None:
         super().__init__(model, **options)
         # the function, not the module: a module cannot be deep-copied
-        self._asarray = importlib.import_module("numpy").asarray
+        self._asarray = import_extra("numpy", "a scikit-learn-style model").asarray
         self._method = getattr(model, method)
         names = getattr(model, "feature_names_in_", None)
         self._columns: list[str] | None = (
@@ -65,7 +65,7 @@ class _SklearnPredictor(PredictorBase):
     def _load(self) -> None:
         if self._columns is not None:
             try:
-                self._frame = importlib.import_module("pandas").DataFrame
+                self._frame = import_extra("pandas", "a model fitted on a DataFrame").DataFrame
             except ImportError:  # fitted on a DataFrame elsewhere: vectors still work
                 self._frame = None
         # an estimator's class comes from sklearn, so sklearn.base is already
@@ -234,7 +234,7 @@ def signature_from_sklearn(
     if not isinstance(n_features, numbers.Integral):
         raise ValueError(f"{type(model).__name__} has no n_features_in_; is it fitted?")
     inputs: tuple[TensorSpec, ...] = (TensorSpec(input_name, dtype, (int(n_features),)),)
-    np = importlib.import_module("numpy")
+    np = import_extra("numpy", "signature_from_sklearn")
     classes = getattr(model, "classes_", None)
     if not (isinstance(classes, np.ndarray) and classes.ndim == 1):
         output = TensorSpec(output_name, "object")  # a regressor, or multi-output

@@ -11,11 +11,11 @@ predictor is built, never when this module is; a ``.pt2`` file is loaded by
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from modeldeploy._extras import import_extra
 from modeldeploy.errors import ModelLoadError
 from modeldeploy.interfaces import Predictor
 from modeldeploy.messages import Signature
@@ -34,7 +34,7 @@ The extra that brings PyTorch: ``pip install "modeldeploy[torch]"``.
 
 def _import_torch() -> Any:
     try:
-        return importlib.import_module("torch")
+        return import_extra("torch", "modeldeploy.predictors.torch")
     except ModuleNotFoundError as exc:
         if exc.name != "torch":
             raise
@@ -103,7 +103,7 @@ class _TorchPredictor(PredictorBase):
         if all(isinstance(item, torch.Tensor) for item in items):
             stacked = torch.stack(list(items))
         else:
-            numpy = importlib.import_module("numpy")
+            numpy = import_extra("numpy", "modeldeploy.predictors.torch")
             stacked = torch.from_numpy(numpy.asarray(items))
         # floats take the model's dtype; integer inputs (token ids) keep theirs
         dtype = self._dtype if stacked.is_floating_point() else stacked.dtype

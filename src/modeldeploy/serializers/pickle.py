@@ -14,9 +14,11 @@ The format and the security model are described in ``docs/serializers/pickle.md`
 from __future__ import annotations
 
 import io
+import logging
 import pickle
 import pickletools
 import struct
+from collections.abc import Iterable
 from functools import cache, lru_cache
 from typing import Any, ClassVar
 
@@ -40,6 +42,8 @@ from ._base import (
     is_plain_dtype,
     numpy_or_none,
 )
+
+logger = logging.getLogger("modeldeploy")
 
 __all__ = ["ALIGNMENT", "MAGIC", "Pickle"]
 
@@ -477,6 +481,16 @@ class Pickle:
                 else:
                     _scan(stream)
                 value = _RestrictedUnpickler(io.BytesIO(stream), buffers=buffers).load()
+        except UntrustedPayloadError as exc:
+            protocol = _protocol(stream)
+            if protocol >= PROTOCOL:
+                raise
+            # NumPy arrays below protocol 5 pickle through a global we refuse
+            raise UntrustedPayloadError(
+                f"{exc.message} (the body is pickle protocol {protocol}: send protocol "
+                f"{PROTOCOL}, pickle.dumps(value, protocol={PROTOCOL}), which carries "
+                "NumPy arrays without that global)"
+            ) from exc
         except ModelDeployError:
             raise
         # pickle raises nearly anything on bad input: UnpicklingError, EOFError,
@@ -485,6 +499,36 @@ class Pickle:
             raise DecodeError("pickle body could not be decoded") from exc
         _check_value(value, self.max_depth)
         return value
+
+
+_warned_trusted = False
+
+
+def warn_if_trusted(serializers: Iterable[object], served_by: str) -> None:
+    """
+    Log a warning, once per process, when a trusted Pickle is served to a network.
+
+    ``Pickle(trusted=True)`` runs whatever code a body names: on a network
+    service, anyone who reaches the port can run code in the process. The
+    adapters call this when they serve a service's serializers.
+    """
+    global _warned_trusted  # once per process: a warning per app would be noise
+    if _warned_trusted:
+        return
+    if any(isinstance(s, Pickle) and s.trusted for s in serializers):
+        _warned_trusted = True
+        logger.warning(
+            "%s serves Pickle(trusted=True): any client that reaches it can run code in "
+            "this process; use it only behind authentication, on a trusted network",
+            served_by,
+        )
+
+
+def _protocol(stream: bytes) -> int:
+    """The protocol a pickle stream declares: its PROTO opcode, else 0 or 1 (none)."""
+    if len(stream) >= 2 and stream[0] == pickle.PROTO[0]:
+        return stream[1]
+    return 0
 
 
 def _unframe(view: memoryview) -> tuple[bytes, list[memoryview]]:

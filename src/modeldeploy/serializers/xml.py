@@ -18,10 +18,12 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import DefusedXMLParser, ParseError
-
+from modeldeploy._extras import needs
 from modeldeploy.errors import DecodeError, EncodeError
+
+with needs("modeldeploy.XML"):
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import DefusedXMLParser, ParseError
 from modeldeploy.negotiation import BUILTIN_MEDIA_TYPES
 
 from ._base import DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, check_size, numpy_or_none
