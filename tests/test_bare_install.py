@@ -102,3 +102,39 @@ def test_serving_the_cli_without_a_server_extra_says_which(bare: Path) -> None:
     assert done.returncode != 0
     assert "modeldeploy[" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_proto_files_the_docs_name_are_installed(bare: Path) -> None:
+    # docs/adapters/grpc.md (grpcurl) and docs/serializers/protobuf.md (protoc) point there
+    show = (
+        "import modeldeploy, pathlib; root = pathlib.Path(modeldeploy.__file__).parent / 'proto'; "
+        "print((root / 'inference/grpc_service.proto').read_text()[:2000]); "
+        "print((root / 'modeldeploy/v1/value.proto').read_text()[:2000])"
+    )
+    done = subprocess.run(
+        [bare / "bin" / "python", "-c", show], capture_output=True, text=True, timeout=60, env=ENV
+    )
+    assert done.returncode == 0, done.stderr
+    assert "service GRPCInferenceService" in done.stdout
+    assert "package modeldeploy.v1;" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("statement", "hint"),
+    [
+        ("import modeldeploy.adapters.grpc", "pip install 'modeldeploy[grpc]'"),
+        ("import modeldeploy; modeldeploy.XML()", "pip install 'modeldeploy[xml]'"),
+        ("import modeldeploy.demo", "pip install 'modeldeploy[numpy]'"),
+    ],
+)
+def test_a_missing_extra_names_itself(bare: Path, statement: str, hint: str) -> None:
+    done = subprocess.run(
+        [bare / "bin" / "python", "-c", statement],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=ENV,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("ModuleNotFoundError: ")
+    assert hint in done.stderr.strip().splitlines()[-1]
