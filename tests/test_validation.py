@@ -164,6 +164,16 @@ class TestNumeric:
         assert np.isinf(result[0])
         assert np.isnan(result[1])
 
+    @pytest.mark.parametrize("dtype", ["float16", "float32"])
+    def test_narrowing_floats_refuses_exactly_what_overflows(self, dtype):
+        # the fast sum-of-squares check must agree with the cast at the boundary
+        top = float(np.finfo(dtype).max)
+        spec = one(TensorSpec("x", dtype))
+        assert validate([top, -top, 0.5], spec).tolist() == [top, -top, 0.5]
+        for values in ([top * 1.01], [float("nan"), top * 2], [-top * 2, 1.0]):
+            with pytest.raises(ValidationError, match="out of range"):
+                validate(values, spec)
+
     def test_ragged_error_chains_numpys_error(self):
         with pytest.raises(ValidationError) as info:
             validate([[1.0], [1.0, 2.0]], one(TensorSpec("x", "float32")))

@@ -49,7 +49,7 @@ from .errors import (
     ValidationError,
     VersionNotFoundError,
 )
-from .messages import Request, Response
+from .messages import Request, Response, make_request
 from .service import TIMEOUT_HEADER, Service, State
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ _MODELS_PLAIN: Final = "/models/"
 _LIVE, _READY, _SERVER_META, _METRICS, _PREDICT = range(5)
 _MODEL_META, _MODEL_READY, _INFER = range(5, 8)
 _OPENAPI: Final = 8
+_CALLS_CACHED: Final = 256  # model-call routes remembered (a few per service)
 _FIXED: Final[Mapping[str, tuple[str, int]]] = MappingProxyType(
     {
         "/v2/health/live": ("GET", _LIVE),
@@ -189,6 +190,10 @@ class HTTPApp:
         metadata = {"name": "modeldeploy", "version": __version__, "extensions": list(extensions)}
         self._server_metadata = Response(200, _JSON_HEADERS, _dumps(metadata))
         self._rest_codec: Codec | None = self._v2.RestCodec() if self._v2 is not None else None
+        # the model calls resolved so far by (method, path), so that a request to one
+        # costs a dict lookup, not the routing (adapters read it too): only routes that
+        # name no version (a version may be retired), at most _CALLS_CACHED of them
+        self._calls: dict[tuple[str, str], tuple[Codec | None, Service]] = {}
         self._unstarted = True
         self._start_lock = threading.Lock()
         _warn_if_trusted_pickle(self.services.values())
@@ -222,10 +227,16 @@ class HTTPApp:
         .. versionadded:: 0.1.0
         """
         try:
+            call = self._calls.get((method, path))
+            if call is not None and _size(body) <= self.max_body_size:
+                codec, service = call
+                return service.handle(_request(headers, body), codec)
             resolved = self._resolve(method, path, headers, body)
             if type(resolved) is Response:
                 return resolved
             codec, service, version = resolved  # type: ignore[misc]
+            if version is None:
+                self._remember(method, path, codec, service)
             return service.handle(_request(headers, body, version), codec)
         except ModelDeployError as exc:
             return self.error(path, exc)
@@ -250,10 +261,16 @@ class HTTPApp:
         .. versionadded:: 0.1.0
         """
         try:
+            call = self._calls.get((method, path))
+            if call is not None and _size(body) <= self.max_body_size:
+                codec, service = call
+                return await service.ahandle(_request(headers, body), codec)
             resolved = self._resolve(method, path, headers, body)
             if type(resolved) is Response:
                 return resolved
             codec, service, version = resolved  # type: ignore[misc]
+            if version is None:
+                self._remember(method, path, codec, service)
             return await service.ahandle(_request(headers, body, version), codec)
         except ModelDeployError as exc:
             return self.error(path, exc)
@@ -320,13 +337,18 @@ class HTTPApp:
 
     # -- routing -----------------------------------------------------------------------
 
+    def _remember(self, method: str, path: str, codec: Codec | None, service: Service) -> None:
+        """Keep a model call's route for the next request to the same path."""
+        if len(self._calls) < _CALLS_CACHED:
+            self._calls[method, path] = (codec, service)
+
     def _resolve(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes | memoryview
     ) -> Response | _Call:
         """Answer every route but the model calls, which come back as ``(infer, service)``."""
         if method == "HEAD":  # a GET whose body the adapter leaves out (RFC 9110)
             method = "GET"
-        size = body.nbytes if isinstance(body, memoryview) else len(body)
+        size = _size(body)
         if size > self.max_body_size:
             raise PayloadTooLargeError(
                 f"body of {size} bytes is over the limit of {self.max_body_size}"
@@ -455,17 +477,19 @@ def cannot_serve(service: Service) -> str | None:
     return None
 
 
+def _size(body: bytes | memoryview) -> int:
+    return body.nbytes if type(body) is memoryview else len(body)
+
+
 def _request(
     headers: Mapping[str, str], body: bytes | memoryview, version: str | None = None
 ) -> Request:
     # the deadline header is read on the service's path, where its error is observed
-    return Request(
-        body,
-        headers.get("content-type") or _JSON,
-        headers.get("accept") or "*/*",
-        headers,
-        version=version,
-    )
+    content_type = headers.get("content-type") or _JSON
+    accept = headers.get("accept") or "*/*"
+    if version is None:
+        return make_request(body, content_type, accept, headers)
+    return Request(body, content_type, accept, headers, version=version)
 
 
 def _multiprocess_registry() -> CollectorRegistry:

@@ -90,6 +90,45 @@ make_response = _response_maker()
 """``make_response(status, headers, body)``: a :class:`Response`, built fast (internal)."""
 
 
+def _request_maker() -> Callable[[bytes | memoryview, str, str, Mapping[str, str]], Request]:
+    """A Request constructor without attrs' frozen ``__init__``, for the hot path.
+
+    As :func:`_response_maker`: the four fields an HTTP adapter sets, the others
+    at their defaults (measured: 0.62 -> 0.36 us). Request has no validator or
+    converter.
+    """
+    new = object.__new__
+    fields = attrs.fields(Request)
+    assert not any(f.validator or f.converter for f in fields)
+    setters = {f.name: vars(Request)[f.name].__set__ for f in fields}
+    set_body, set_type, set_accept, set_headers = (
+        setters[name] for name in ("body", "content_type", "accept", "headers")
+    )
+    set_deadline, set_message, set_version = (
+        setters[name] for name in ("deadline", "message", "version")
+    )
+    assert len(setters) == 7  # a new field needs its default set below
+
+    def make(
+        body: bytes | memoryview, content_type: str, accept: str, headers: Mapping[str, str]
+    ) -> Request:
+        request: Request = new(Request)
+        set_body(request, body)
+        set_type(request, content_type)
+        set_accept(request, accept)
+        set_headers(request, headers)
+        set_deadline(request, None)
+        set_message(request, None)
+        set_version(request, None)
+        return request
+
+    return make
+
+
+make_request = _request_maker()
+"""``make_request(body, content_type, accept, headers)``: a :class:`Request`, fast (internal)."""
+
+
 def _shape(value: Any) -> tuple[int, ...]:
     shape = tuple(int(d) for d in value)
     if any(d < -1 for d in shape):

@@ -180,7 +180,8 @@ def _one_input(spec: TensorSpec, check: Validator) -> Validator:
     optional = spec.optional
 
     def validate_one(value: Any) -> Any:
-        if isinstance(value, Mapping):
+        # a list (a JSON array) is never a mapping: skip the ABC check (0.15 us)
+        if type(value) is not list and isinstance(value, Mapping):
             if len(value) == 1 and name in value:
                 return check(value[name])
             if optional and not value:
@@ -277,6 +278,12 @@ def _compile_numeric(spec: TensorSpec, target: np.dtype[Any]) -> Validator:
 
     # integers beyond this magnitude may not survive the cast to the float target
     exact_up_to = 2 ** (npy.finfo(target).nmant + 1) if target.kind == "f" else 0
+    # a float narrowed to float16 or float32 overflows only past the target's largest
+    # value: the square of that bounds a sum of squares (exact in float64)
+    bounded = (
+        float(npy.finfo(target).max) ** 2 if target.kind == "f" and target.itemsize < 8 else None
+    )
+    vdot = npy.vdot
 
     def plan_for(src: np.dtype[Any]) -> int:
         if src.kind in "iu" and target.kind == "f" and src.itemsize * 8 > exact_up_to.bit_length():
@@ -321,6 +328,11 @@ def _compile_numeric(spec: TensorSpec, target: np.dtype[Any]) -> Validator:
             assert int_range is not None
             if arr.size and (arr.min() < int_range[0] or arr.max() > int_range[1]):
                 raise ValidationError(f"{prefix}values out of range for {target.name}")
+            return arr.astype(target)
+        # inlined for speed (errstate costs 1.2 us a request, this 0.45): a sum of
+        # squares within the target's largest square means no value overflows;
+        # NaN, inf or a huge value fail it and take the exact check below
+        if bounded is not None and src.kind == "f" and vdot(arr, arr) <= bounded:
             return arr.astype(target)
         try:
             with npy.errstate(over="raise"):

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from modeldeploy.errors import PayloadTooLargeError
 from modeldeploy.http import HTTPApp
-from modeldeploy.messages import Response
+from modeldeploy.messages import Response, make_request
 from modeldeploy.service import Service
 
 __all__ = ["ASGIApp", "asgi"]
@@ -80,6 +80,7 @@ def asgi(
 _NAMES_IN: dict[bytes, str] = {}
 _NAMES_OUT: dict[str, bytes] = {}
 _MAX_CACHED_NAMES: Final = 256
+_JSON: Final = "application/json"
 
 
 def _decode_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -97,17 +98,20 @@ def _decode_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 def _encode_headers(response: Response) -> list[tuple[bytes, bytes]]:
-    raw = []
     names = _NAMES_OUT
-    for key, value in response.headers.items():
-        name = names.get(key)
-        if name is None:
-            name = key.lower().encode("latin-1")
-            if len(names) < _MAX_CACHED_NAMES:
-                names[key] = name
-        raw.append((name, value.encode("latin-1")))
-    raw.append((b"content-length", str(len(response.body)).encode("latin-1")))
+    raw = [
+        (names.get(key) or _name_out(key), value.encode("latin-1"))
+        for key, value in response.headers.items()
+    ]
+    raw.append((b"content-length", b"%d" % len(response.body)))
     return raw
+
+
+def _name_out(key: str) -> bytes:
+    name = key.lower().encode("latin-1")
+    if len(_NAMES_OUT) < _MAX_CACHED_NAMES:
+        _NAMES_OUT[key] = name
+    return name
 
 
 async def _respond(send: Send, response: Response, *, head: bool = False) -> None:
@@ -133,6 +137,7 @@ class _ASGIApp:
         self._max_body_size = app.max_body_size
         self._unstarted = True
         self._start_lock: asyncio.Lock | None = None
+        self._calls = app._calls  # the app fills it; read here to skip its routing
 
     def __repr__(self) -> str:
         return f"asgi({self.app!r})"
@@ -175,12 +180,30 @@ class _ASGIApp:
                 if not message.get("more_body", False):
                     break
             body = b"".join(chunks)
-        raw_query = scope.get("query_string")
-        query = raw_query.decode("latin-1") if raw_query else ""
-        if self._inline:
-            response = self.app(scope["method"], path, headers, body, query)
+        method: str = scope["method"]
+        # a model route seen before: straight to its service, past HTTPApp's routing
+        # (the body's size was checked above); one layer less per request
+        call = self._calls.get((method, path))
+        if call is not None:
+            codec, service = call
+            request = make_request(
+                body, headers.get("content-type") or _JSON, headers.get("accept") or "*/*", headers
+            )
+            try:
+                if self._inline:
+                    response = service.handle(request, codec)
+                else:
+                    response = await service.ahandle(request, codec)
+            except Exception:  # handle never raises; a bug in a codec might
+                response = self.app._internal(method, path)
+        elif self._inline:
+            raw_query = scope.get("query_string")
+            query = raw_query.decode("latin-1") if raw_query else ""
+            response = self.app(method, path, headers, body, query)
         else:
-            response = await self.app.acall(scope["method"], path, headers, body, query)
+            raw_query = scope.get("query_string")
+            query = raw_query.decode("latin-1") if raw_query else ""
+            response = await self.app.acall(method, path, headers, body, query)
         await send(
             {
                 "type": "http.response.start",
