@@ -32,7 +32,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -76,6 +76,7 @@ _NOT_FOUND_PLAIN: Final = Response(
 _V2_PREFIX: Final = "/v2"  # also matches "/v2" itself
 _MODELS_V2: Final = "/v2/models/"
 _MODELS_PLAIN: Final = "/models/"
+_ADMIN_PREFIX: Final = "/admin/models/"  # modeldeploy.admin.ADMIN_PREFIX, without importing it
 
 # route kinds; the fixed paths map straight to one
 _LIVE, _READY, _SERVER_META, _METRICS, _PREDICT = range(5)
@@ -149,6 +150,11 @@ class HTTPApp:
         max_body_size: Largest request body in bytes; adapters refuse a larger
             one with 413 before reading it. Defaults to the largest
             ``max_body_size`` of the services.
+        admin_token: Turns on the admin routes (:mod:`modeldeploy.admin`:
+            deploy, roll back, promote over HTTP) behind this bearer token.
+            ``None``, the default, serves none of them.
+        stores: Model name to the model store the admin ``deploy`` route
+            loads its versions from.
 
     Attributes:
         services: Service name to service.
@@ -166,6 +172,8 @@ class HTTPApp:
         *,
         registry: CollectorRegistry | None = None,
         max_body_size: int | None = None,
+        admin_token: str | None = None,
+        stores: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(services, Service):
             services = [services]
@@ -197,6 +205,11 @@ class HTTPApp:
         self._unstarted = True
         self._start_lock = threading.Lock()
         _warn_if_trusted_pickle(self.services.values())
+        self._admin: Callable[..., Response] | None = None
+        if admin_token is not None:
+            from .admin import Admin
+
+            self._admin = Admin(self.services, admin_token, stores)
 
     def __repr__(self) -> str:
         return f"HTTPApp(services={list(self.services)!r})"
@@ -386,6 +399,8 @@ class HTTPApp:
             if method != "POST":
                 return _not_allowed("POST", False)
             return None, self._service(name, None), None
+        if self._admin is not None and path.startswith(_ADMIN_PREFIX):
+            return self._admin(method, path, headers, body)
         return _NOT_FOUND_V2 if path.startswith(_V2_PREFIX) else _NOT_FOUND_PLAIN
 
     def _resolve_v2_model(self, method: str, rest: str) -> Response | _Call:

@@ -135,14 +135,13 @@ def _store_spec(spec: str) -> object | None:
     if parsed is None:
         return None
     store, name, ref = parsed
-    predictor = store.load(name, ref)
-    if ref == LATEST or ref in store.versions(name):
-        return predictor
-    service = Service(predictor, monitors=[PrometheusMonitor()])
-    interval = float(os.environ.get(FOLLOW_ENV) or 2.0)
-    AliasFollower(store, name, ref, service, interval=interval).start()
-    logger.info("following alias %s of model %s (every %g s)", ref, name, interval)
-    return service
+    service = Service(store.load(name, ref), monitors=[PrometheusMonitor()])
+    if not (ref == LATEST or ref in store.versions(name)):
+        interval = float(os.environ.get(FOLLOW_ENV) or 2.0)
+        AliasFollower(store, name, ref, service, interval=interval).start()
+        logger.info("following alias %s of model %s (every %g s)", ref, name, interval)
+    # the admin deploy route, when on, loads versions from this store
+    return HTTPApp(service, admin_token=_admin_token(), stores={name: store})
 
 
 # How SPEC is read, in order: each loader returns the object SPEC names, or None
@@ -185,11 +184,21 @@ def as_app(target: object, spec: str = "the target") -> HTTPApp:
     return app
 
 
+ADMIN_ENV: Final = "MODELDEPLOY_ADMIN_TOKEN"
+"""The bearer token of the admin routes ``modeldeploy serve --admin`` turns on."""
+_ADMIN_ON_ENV: Final = "MODELDEPLOY_ADMIN"  # set by --admin for every server process
+
+
+def _admin_token() -> str | None:
+    """The admin token when ``--admin`` is on (checked non-empty at start), else None."""
+    return os.environ.get(ADMIN_ENV) if os.environ.get(_ADMIN_ON_ENV) == "1" else None
+
+
 def _as_app(target: object, spec: str) -> HTTPApp:
     if isinstance(target, HTTPApp):
         return target
     if isinstance(target, Service):
-        return HTTPApp(target)
+        return HTTPApp(target, admin_token=_admin_token())
     if isinstance(target, type):
         raise ModelLoadError(
             f"{spec} is the class {target.__name__}; name an instance "
@@ -199,10 +208,11 @@ def _as_app(target: object, spec: str) -> HTTPApp:
     if wrapped is not None:
         return wrapped
     if isinstance(target, Predictor):
-        return HTTPApp(Service(target, monitors=[PrometheusMonitor()]))
+        return HTTPApp(Service(target, monitors=[PrometheusMonitor()]), admin_token=_admin_token())
     if callable(target) or any(callable(getattr(target, m, None)) for m in _ESTIMATOR_METHODS):
         # a function, or a fitted estimator (a scikit-learn Pipeline is not callable)
-        return HTTPApp(Service(predictor(target), monitors=[PrometheusMonitor()]))
+        service = Service(predictor(target), monitors=[PrometheusMonitor()])
+        return HTTPApp(service, admin_token=_admin_token())
     raise ModelLoadError(
         f"{spec} is of type {type(target).__name__}; expected a Service, a Predictor, "
         "an HTTPApp, a callable or a scikit-learn-style estimator"
@@ -365,6 +375,15 @@ def add_parser(commands: Commands) -> None:
         action="store_true",
         help="log every request (off by default: it costs throughput)",
     )
+    serve.add_argument(
+        "--admin",
+        action="store_true",
+        help=(
+            f"serve the admin routes under /admin/models/ (deploy, rollback, promote), "
+            f"behind the bearer token in ${ADMIN_ENV}; off by default: whoever holds the "
+            "token picks the model that answers"
+        ),
+    )
     serve.set_defaults(run=_serve)
 
 
@@ -442,6 +461,10 @@ def _serve(options: argparse.Namespace) -> int:
         raise UsageError("wsgiref runs one process: drop --workers or pick another --server")
     if options.grpc_port is not None and options.grpc_port == options.port:
         raise UsageError("--grpc-port must differ from --port")
+    if options.admin:
+        if not os.environ.get(ADMIN_ENV):
+            raise UsageError(f"--admin needs a token in the environment variable {ADMIN_ENV}")
+        os.environ[_ADMIN_ON_ENV] = "1"  # read by every server process as it builds its app
     if options.server != "wsgiref":
         _require(f"--server {options.server}", options.server)
     if options.grpc_port is not None:
