@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -759,3 +760,32 @@ class TestMultiprocessMode:
             if name == "modeldeploy_model_info"
         }
         assert info == {"1": 0.0, "2": 1.0}
+
+    def test_a_forked_child_reports_too(self, directory: Any) -> None:
+        from modeldeploy.monitors import prometheus as module
+
+        monitor = PrometheusMonitor(CollectorRegistry())
+        monitor.track_queue("iris", lambda: 5)
+        parent = module._reporter
+        assert parent is not None
+        read, write = os.pipe()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns that a process with threads forks: the point here
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: a reporter of its own, watching the same queues
+            try:
+                child = module._reporter
+                ok = child is not None and child is not parent and child.pid == os.getpid()
+                if ok:
+                    child.refresh()
+                    child.stop()
+                os.write(write, b"1" if ok else b"0")
+            finally:
+                os._exit(0)
+        os.close(write)
+        assert os.read(read, 1) == b"1"
+        os.waitpid(pid, 0)
+        os.close(read)
+        found = self.read(directory)
+        assert ("process_resident_memory_bytes", (("pid", str(pid)),)) in found

@@ -189,12 +189,29 @@ _reporter_lock = threading.Lock()
 
 
 def _process_reporter() -> _ProcessReporter:
-    """This process's reporter; a forked child starts its own."""
+    """This process's reporter, started at first use."""
     global _reporter
     with _reporter_lock:
         if _reporter is None or _reporter.pid != os.getpid():
             _reporter = _ProcessReporter()
         return _reporter
+
+
+def _restart_in_child() -> None:
+    # a fork copies no thread: a server that imports the app, then forks its
+    # workers (gunicorn --preload), gets a reporter per worker all the same
+    global _reporter, _reporter_lock
+    parent = _reporter
+    _reporter_lock = threading.Lock()  # it may have been held by another thread
+    if parent is None:
+        return
+    _reporter = None
+    child = _process_reporter()
+    for collector in list(parent._tracked):
+        child.watch(collector)
+
+
+os.register_at_fork(after_in_child=_restart_in_child)
 
 
 def _in_process() -> bool:
