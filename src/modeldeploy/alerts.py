@@ -312,9 +312,14 @@ def _quoted(text: str) -> str:
     return _NOT_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
 
 
+# plain words a YAML 1.1 reader takes for a boolean or null, whatever their case
+_RESERVED: Final = frozenset({"null", "true", "false", "yes", "no", "on", "off", "y", "n"})
+
+
 def _key(key: object) -> str:
     text = str(key)
-    return text if _BARE_KEY.fullmatch(text) else _quoted(text)
+    bare = _BARE_KEY.fullmatch(text) and text.lower() not in _RESERVED
+    return text if bare else _quoted(text)
 
 
 def _scalar(value: Any) -> str:

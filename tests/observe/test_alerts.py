@@ -108,6 +108,8 @@ class TestYAML:
     def test_round_trip(self, value: object) -> None:
         assert yaml.safe_load(alerts.to_yaml(value)) == value
 
-    @pytest.mark.parametrize("key", ["for", "a b", "", "1x", "x:y", "é"])
+    @pytest.mark.parametrize(
+        "key", ["for", "a b", "", "1x", "x:y", "é", "Null", "TRUE", "no", "Off", "y"]
+    )
     def test_keys_that_need_quotes_are_quoted(self, key: str) -> None:
         assert yaml.safe_load(alerts.to_yaml({key: 1})) == {key: 1}
