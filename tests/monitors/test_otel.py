@@ -109,6 +109,12 @@ class TestSpans:
         request(monitor, timings=StageTimings(decode_s=0.001, predict_s=0.002))
         assert set(by_name(exporter)) == {"modeldeploy.request", "decode", "predict"}
 
+    def test_stages_can_be_left_out(
+        self, provider: TracerProvider, exporter: InMemorySpanExporter
+    ) -> None:
+        request(OpenTelemetryMonitor(provider, stages=False))
+        assert [s.name for s in exporter.get_finished_spans()] == ["modeldeploy.request"]
+
     def test_without_timings_one_span(
         self, monitor: OpenTelemetryMonitor, exporter: InMemorySpanExporter
     ) -> None:

@@ -86,6 +86,8 @@ class OpenTelemetryMonitor:
     Args:
         tracer_provider: Where spans go; OpenTelemetry's global provider
             (``opentelemetry.trace.set_tracer_provider``) when ``None``.
+        stages: Whether to record the stages' spans; each costs about as
+            much as the request's own (see docs/benchmarks.md).
         remember: How many ended requests' trace ids :meth:`add_trace_ids`
             still finds by ``request_id``, for log lines written after the
             span ended.
@@ -97,7 +99,11 @@ class OpenTelemetryMonitor:
     """
 
     def __init__(
-        self, tracer_provider: TracerProvider | None = None, *, remember: int = 1024
+        self,
+        tracer_provider: TracerProvider | None = None,
+        *,
+        stages: bool = True,
+        remember: int = 1024,
     ) -> None:
         trace = _otel()
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -107,6 +113,7 @@ class OpenTelemetryMonitor:
         self._tracer = provider.get_tracer("modeldeploy", __version__)
         self._propagator = TraceContextTextMapPropagator()
         self._server = trace.SpanKind.SERVER
+        self._stages = stages
         self._remember = remember
         self._lock = threading.Lock()
         # request id -> (start time in ns, incoming trace context) of each of its
@@ -155,7 +162,7 @@ class OpenTelemetryMonitor:
         context = span.get_span_context()
         self._keep_ids(event.request_id, context.trace_id, context.span_id)
         timings = event.timings
-        if timings is not None:
+        if timings is not None and self._stages:
             inside = trace.set_span_in_context(span)
             at = start
             for name, seconds in zip(_STAGES, timings, strict=False):
