@@ -1154,6 +1154,13 @@ def model_metadata_to_grpc(metadata: Mapping[str, Any]) -> pb.ModelMetadataRespo
 # -- the codecs the service's one request path runs ------------------------------------
 
 
+def _model_input(infer: InferRequest, deployment: Deployment) -> Any:
+    """The decoded request's inputs, checked against the model and validated."""
+    x = inputs_for_predictor(infer, deployment.signature)
+    validate = deployment.validate
+    return x if validate is None else validate(x)
+
+
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
     return {key.lower(): value for key, value in headers.items()}
 
@@ -1177,9 +1184,7 @@ class RestCodec:
         """Decode the body (the service has checked its size) and check it against the model."""
         header_length = parse_header_length(request.headers.get("inference-header-content-length"))
         infer = decode_infer_request(request.body, header_length, max_body_size=None)
-        x = inputs_for_predictor(infer, deployment.signature)
-        validate = deployment.validate
-        return (x if validate is None else validate(x)), infer
+        return _model_input(infer, deployment), infer
 
     def encode(
         self, reply: InferRequest, value: Any, request_id: str, deployment: Deployment, /
@@ -1230,9 +1235,7 @@ class GrpcCodec:
         if message is None:
             message = parse_grpc_request(request.body)
         infer = infer_request_from_grpc(message)
-        x = inputs_for_predictor(infer, deployment.signature)
-        validate = deployment.validate
-        return (x if validate is None else validate(x)), infer
+        return _model_input(infer, deployment), infer
 
     def encode(
         self, reply: InferRequest, value: Any, request_id: str, deployment: Deployment, /
