@@ -98,6 +98,19 @@ class TestRules:
         assert "prediction_error" in codes
         assert "validation_error" not in codes
 
+    def test_every_modeldeploy_metric_of_the_rules_is_exposed(self) -> None:
+        pytest.importorskip("grafana_foundation_sdk")
+        from tests.observe.test_dashboard import exposed_names, metric_names
+
+        queried = {
+            name
+            for rule in alerts.rules()
+            for name in metric_names(rule.expr)
+            if name.startswith("modeldeploy_")
+        }
+        assert "modeldeploy_drift_psi" in queried
+        assert queried - exposed_names() == set()
+
     def test_rules_load_as_yaml(self) -> None:
         document = alerts.alert_rules(interval="15s")
         assert yaml.safe_load(alerts.to_yaml(document)) == document
