@@ -243,7 +243,8 @@ class Service:
         .. versionadded:: 0.1.0
         """
         live = self.version
-        return (live, *(v for v in self._versions if v != live))
+        loaded = tuple(self._versions)  # one C-level copy: a rollout may change the dict
+        return (live, *(v for v in loaded if v != live))
 
     @property
     def signature(self) -> Signature | None:
