@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 import sys
 
 import pytest
@@ -24,6 +25,18 @@ TUTORIALS = {"tutorials/flask-pickle.md": 7}
 def test_the_tutorial_runs_in_order(page, minimum, tmp_path):
     assert len(docs.blocks(page)) >= minimum
     docs.run_in_order(page, tmp_path)
+    # then its test files pass, run by pytest where the reader saved them
+    tests = sorted(name for name in docs.files(page) if name.startswith("test_"))
+    if tests:
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
 
 
 def serve_commands(page):
@@ -60,4 +73,3 @@ def test_flask_pickle_serves_its_module(tmp_path):
         assert server.terminate() == 0
     finally:
         server.kill()
-    assert sys.executable  # the server ran with this interpreter, so with its packages
