@@ -57,3 +57,18 @@ def test_served_on_openapi_json(interface):
             if "get" in item:
                 assert http.get(url).status_code in (200, 400), url
         assert http.post("/openapi.json").status_code == 405
+
+
+def test_the_flask_blueprint_serves_it_under_its_prefix():
+    import flask
+
+    from modeldeploy.adapters.flask import blueprint
+
+    service = iris()
+    app = flask.Flask(__name__)
+    app.register_blueprint(blueprint(service, url_prefix="/ml"))
+    with client(app, interface="wsgi") as http:
+        answer = http.get("/ml/openapi.json")
+        assert answer.status_code == 200
+        validate(answer.json())
+    service.close()

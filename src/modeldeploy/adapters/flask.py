@@ -3,7 +3,7 @@ The Flask integration: mount a Service's routes into an existing Flask app.
 
 :func:`blueprint` returns a ``flask.Blueprint`` whose few rules cover the paths
 :class:`~modeldeploy.http.HTTPApp` serves (``/v2...``, ``/predict``,
-``/models/...``, ``/metrics``); every request on them is answered by the
+``/models/...``, ``/metrics``, ``/openapi.json``); every request on them is answered by the
 HTTPApp. The app's own routes stay its own.
 
 .. versionadded:: 0.1.0
@@ -37,6 +37,7 @@ _RULES: Final = (
     ("/predict", "predict", "/predict"),
     ("/models/<path:rest>", "models", "/models/{}"),
     ("/metrics", "metrics", "/metrics"),
+    ("/openapi.json", "openapi", "/openapi.json"),
 )
 
 
