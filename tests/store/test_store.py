@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -14,10 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
 import modeldeploy as md
 from modeldeploy.store import KEY_ENV, ModelStore, _store
+from tests import strategies
 
 KEY = "test-key"
 
@@ -477,3 +481,14 @@ def test_importing_the_store_imports_no_framework() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]"
+
+
+@settings(max_examples=25)
+@given(value=strategies.json_values, format_name=st.sampled_from(["json", "msgpack"]))
+def test_data_round_trips_through_a_version(value: object, format_name: str) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        store = ModelStore(directory)
+        version = store.save("data", value, format=format_name, metadata={"value": value})
+        loaded = store.load("data", version, factory=lambda v: lambda _: v)
+        assert loaded.predict([None]) == [value]
+        assert store.manifest("data", version).metadata["value"] == value
