@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import RecordingMonitor, client
-
+# pytest imports this module in every run where modeldeploy is installed: the
+# helpers (and httpx, through client) are imported when a fixture is used
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from ..service import Service
+    from . import RecordingMonitor
     from ._client import Client
 
 __all__ = ["metrics_registry", "modeldeploy_client", "modeldeploy_service", "recording_monitor"]
@@ -65,6 +66,8 @@ def modeldeploy_client() -> Iterator[Callable[..., Client]]:
     Takes the arguments of :func:`modeldeploy.testing.client`; each client is
     entered (its services started) and closed after the test.
     """
+    from . import client
+
     made: list[Client] = []
 
     def make(target: Any, **options: Any) -> Client:
@@ -81,6 +84,8 @@ def modeldeploy_client() -> Iterator[Callable[..., Client]]:
 @pytest.fixture
 def recording_monitor() -> RecordingMonitor:
     """A fresh :class:`~modeldeploy.testing.RecordingMonitor`."""
+    from . import RecordingMonitor
+
     return RecordingMonitor()
 
 
