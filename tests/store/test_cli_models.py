@@ -100,6 +100,14 @@ def test_alias(saved: Path, onnx_file: Path) -> None:
     assert ModelStore(saved).aliases("iris")["production"] == "v2"
 
 
+def test_a_named_version_is_immutable(saved: Path, onnx_file: Path) -> None:
+    args = ("save", str(saved), "iris", str(onnx_file), "--format", "onnx", "--version", "gold")
+    assert models(*args).stdout == "gold\n"
+    again = models(*args)
+    assert again.returncode == 1
+    assert "iris/gold exists; versions never change" in again.stderr
+
+
 def test_verify(saved: Path) -> None:
     ok = models("verify", str(saved))
     assert ok.returncode == 0, ok.stdout
