@@ -125,7 +125,8 @@ def poll(
     deadline = time.monotonic() + within
     while True:
         between()
-        with contextlib.suppress(OSError):  # Prometheus still starting
+        # still starting: the port is closed (OSError), or answers 503 in plain text
+        with contextlib.suppress(OSError, json.JSONDecodeError):
             got = check()
             if got is not None:
                 return got

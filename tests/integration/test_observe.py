@@ -195,3 +195,33 @@ def test_error_ratio_alert_fires_and_resolves(server: Process, prometheus: Prome
         lambda: alert_state(prometheus) is None or None,
         within=FIRING_WITHIN, between=lambda: send_ok(server, 10),
     )  # fmt: skip
+
+
+def test_no_ready_model_and_target_down_fire() -> None:
+    """A process with no model loaded, and a target that does not answer, both alert."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from tests.integration.servers import free_port
+
+    empty_port, closed_port = free_port(), free_port()
+    server, thread = start_http_server(empty_port, addr="127.0.0.1", registry=CollectorRegistry())
+    try:
+        rules = alerts.to_yaml(alerts.alert_rules(interval="1s", for_="0s"))
+        with running([empty_port, closed_port], rules=rules) as prometheus:
+
+            def firing() -> dict[str, str] | None:
+                found = {
+                    a["labels"]["alertname"]: a["labels"]["instance"]
+                    for a in prometheus.api("alerts")["data"]["alerts"]
+                    if a["state"] == "firing"
+                }
+                wanted = {"ModelDeployNoReadyModel", "ModelDeployTargetDown"}
+                return found if wanted <= set(found) else None
+
+            found = poll(prometheus, "both alerts firing", firing, within=FIRING_WITHIN)
+        assert found["ModelDeployNoReadyModel"] == f"127.0.0.1:{empty_port}"
+        assert found["ModelDeployTargetDown"] == f"127.0.0.1:{closed_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
