@@ -90,6 +90,13 @@ class TestReferenceStatistics:
         from_mapping = reference_statistics({"x0": data[:, 0], "x1": data[:, 1]})
         assert from_array == from_mapping
 
+    def test_a_dataframe_names_its_columns(self) -> None:
+        pd = pytest.importorskip("pandas")
+        frame = pd.DataFrame({"sepal": [5.1, 6.2, 5.9], "petal": [1.4, 4.5, 5.1]})
+        ref = reference_statistics(frame)
+        assert [f["name"] for f in ref["inputs"]] == ["sepal", "petal"]
+        assert ref == reference_statistics({"sepal": [5.1, 6.2, 5.9], "petal": [1.4, 4.5, 5.1]})
+
     @pytest.mark.parametrize(
         ("inputs", "options", "message"),
         [

@@ -61,9 +61,10 @@ def reference_statistics(
 
     Args:
         inputs: The training inputs: rows of features (a 2-D array or a
-            list of rows), one column (a 1-D array or list: one feature), or
-            a mapping of input name to its values (as V2 inputs reach a
-            predictor).
+            list of rows), one column (a 1-D array or list: one feature), a
+            mapping of input name to its values (as V2 inputs reach a
+            predictor), or a pandas DataFrame (its column names are the
+            names).
         outputs: The model's outputs on those inputs, in the same forms;
             ``None`` watches inputs only.
         input_names: Names of the input columns, in order; the signature's
@@ -105,6 +106,9 @@ def reference_statistics(
 
 def _columns(data: Any, names: Sequence[str] | None, prefix: str) -> list[tuple[str, list[float]]]:
     """Split training data into named columns of floats."""
+    columns_of = getattr(data, "columns", None)
+    if columns_of is not None and hasattr(data, "to_numpy"):  # a pandas DataFrame
+        data = {str(c): data[c].to_numpy() for c in columns_of}
     if isinstance(data, Mapping):
         keys = list(data) if names is None else list(names)
         if set(keys) != set(data):
