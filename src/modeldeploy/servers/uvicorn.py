@@ -65,12 +65,20 @@ class _HTTPProtocol(Protocol):
 
 
 class _ReadDeadline:
-    """The deadline of one connection: for the headers, then for the body."""
+    """
+    The deadline of one connection: for the headers, then for the body.
+
+    Moving the deadline costs a clock read, not a timer: the one timer of the
+    connection fires at or before the deadline and, if the deadline moved on
+    since, waits again for the rest (inlined for speed: a ``call_later`` and a
+    ``cancel`` on every request of a kept-alive connection cost about 2 us).
+    """
 
     def __init__(self, owner: _HTTPProtocol) -> None:
         self._owner = owner
         self._header_timeout, self._body_timeout = read_timeouts()
-        self._handle: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # the loop's time past which the read is late
+        self._handle: asyncio.TimerHandle | None = None  # due at or before the deadline
         self._cycle: object = None  # the request whose headers were seen last
         self._reading_body = False
 
@@ -91,23 +99,43 @@ class _ReadDeadline:
             if self._reading_body:
                 self._arm(self._body_timeout)
             else:
-                self.cancel()
+                self._deadline = None
         elif self._reading_body and not cycle.more_body:
             self._reading_body = False
-            self.cancel()
+            self._deadline = None
 
     def cancel(self) -> None:
+        """Drop the deadline and its timer (the connection is gone)."""
+        self._deadline = None
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
 
     def _arm(self, delay: float) -> None:
-        self.cancel()
-        if not self._owner.transport.is_closing():
-            self._handle = self._owner.loop.call_later(delay, self._expired)
+        if self._owner.transport.is_closing():
+            self._deadline = None
+            return
+        loop = self._owner.loop
+        deadline = self._deadline = loop.time() + delay
+        handle = self._handle
+        if handle is None or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._handle = loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        loop = self._owner.loop
+        if loop.time() < deadline:  # moved on since the timer was set: wait for the rest
+            self._handle = loop.call_at(deadline, self._fire)
+            return
+        self._deadline = None
+        self._expired()
 
     def _expired(self) -> None:
-        self._handle = None
         transport = self._owner.transport
         if transport.is_closing():
             return
