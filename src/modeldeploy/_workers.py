@@ -616,16 +616,26 @@ class WorkerPool:
         if batching is None and self._on_batch is None and not self._timed:
             self._work_one_at_a_time()
             return
-        while (job := self._next_job()) is not None:
-            jobs = [job] if batching is None else self._collect(job, batching)
+        taken: list[Job] = []  # jobs taken from the queue before the last answers went out
+        while True:
+            first = taken[0] if taken else self._next_job()
+            if first is None:
+                return
+            jobs = [first] if batching is None else self._collect(first, batching, taken[1:])
+            taken = []
             runnable = [job for job in jobs if self._runnable(job)]
             if not runnable:
                 continue
             model = runnable[0].model
             # during a rollout one batch may hold two versions: each computes its own
             groups = [runnable] if all(j.model is model for j in runnable) else _by_model(runnable)
-            for group in groups:
+            for index, group in enumerate(groups):
                 results = execute(group, self._on_batch, batching, timed=self._timed)
+                if batching is not None and index == len(groups) - 1:
+                    # take the next batch's queued jobs before answering this one: the
+                    # callers the answers wake would hold the GIL the taking needs (with
+                    # 128 threads, measured: see docs/benchmarks.md, dynamic batching)
+                    taken = self._take_queued(batching.max_batch_size)
                 self._finish_all(group, results)
 
     def _next_job(self) -> Job | None:
@@ -675,20 +685,42 @@ class WorkerPool:
         for loop, items in by_loop.items():
             _deliver_to(loop, items)
 
-    def _collect(self, first: Job, batching: Batching) -> list[Any]:
+    def _take_queued(self, most: int) -> list[Job]:
+        """Take up to *most* queued jobs without waiting, in one hold of the queue's lock."""
+        taken: list[Job] = []
+        queue_ = self._queue
+        with queue_.mutex:  # queue.Queue's lock and deque (public attributes)
+            items = queue_.queue
+            while items and len(taken) < most:
+                item = items[0]
+                if item is self._STOP:
+                    break  # left queued for this or another worker's next turn
+                items.popleft()
+                if item is self._WAKE:
+                    break
+                taken.append(item)
+        return taken
+
+    def _collect(self, first: Job, batching: Batching, taken: Sequence[Job] = ()) -> list[Any]:
         """Take up to max_batch_size jobs, waiting at most max_batch_delay after the first."""
-        jobs = [first]
+        jobs = [first, *taken]
         # wait no longer than the delay after the first was queued; a job whose deadline
         # falls inside that wait ends it at once (waiting until the deadline itself would
         # only drop the job we waited for), taking just what is already queued
         until = first.enqueued + batching.max_batch_delay
-        if first.deadline is not None and first.deadline < until:
-            until = first.enqueued
+        for job in jobs:
+            if job.deadline is not None and job.deadline < until:
+                until = first.enqueued
         get = self._queue.get
-        while len(jobs) < batching.max_batch_size:
+        most = batching.max_batch_size
+        while len(jobs) < most:
             remaining = 0.0 if self._draining else until - _monotonic()
+            if remaining <= 0:
+                # what is queued already, in one hold of the lock (not a get() per job)
+                jobs += self._take_queued(most - len(jobs))
+                break
             try:
-                job = get(timeout=remaining) if remaining > 0 else get(block=False)
+                job = get(timeout=remaining)
             except queue.Empty:
                 break
             if job is self._WAKE:
