@@ -126,6 +126,20 @@ def test_verify(saved: Path) -> None:
     assert "does not match its sha256" in tampered.stdout
 
 
+def test_verify_reports_and_clean_removes_leftovers(saved: Path) -> None:
+    leftover = saved / "iris" / ".tmp-killed"
+    leftover.mkdir()
+    (leftover / "model.onnx").write_bytes(b"half")
+    verified = models("verify", str(saved))
+    assert verified.returncode == 0
+    assert "left    iris/.tmp-killed: an unfinished save" in verified.stdout
+    assert models("clean", str(saved)).stdout == ""  # younger than an hour: kept
+    cleaned = models("clean", str(saved), "--older-than", "0")
+    assert (cleaned.returncode, cleaned.stdout) == (0, "removed iris/.tmp-killed\n")
+    assert not leftover.exists()
+    assert ModelStore(saved).versions("iris") == ["v1"]
+
+
 def test_usage_errors(tmp_path: Path) -> None:
     missing = models("list", str(tmp_path / "nowhere"))
     assert missing.returncode == 2

@@ -304,6 +304,12 @@ class TestAtomicSave:
             store.load("scale", leftovers[0])
         assert save_scaler(store, 3.0) == "v2"
         assert store.load("scale", trusted=True).predict([1.0]) == [3.0]
+        # what the killed save left is found, kept while young, then removed
+        assert store.leftovers() == [store.root / "scale" / leftovers[0]]
+        assert store.clean() == []
+        assert store.clean(older_than=0) == [store.root / "scale" / leftovers[0]]
+        assert store.leftovers() == []
+        assert store.versions("scale") == ["v1", "v2"]
 
 
 # -- integrity --------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """
-``modeldeploy models``: list, inspect, save, alias and verify the versions of a model store.
+``modeldeploy models``: list, inspect, save, alias, verify and clean a model store.
 
 .. code-block:: console
 
@@ -107,6 +107,19 @@ def add_parser(commands: Commands) -> None:
         "ref", metavar="NAME[@REF]", nargs="?", help="check one model or version (default: all)"
     )
     verify.set_defaults(run=_verify)
+
+    clean = actions.add_parser(
+        "clean", help="remove what killed saves left behind (.tmp-* in model directories)"
+    )
+    clean.add_argument("root", metavar="ROOT", help="the store's directory")
+    clean.add_argument(
+        "--older-than",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="leave younger ones, which may be saves in progress (default: %(default)s)",
+    )
+    clean.set_defaults(run=_clean)
 
 
 def _store(options: argparse.Namespace) -> ModelStore:
@@ -270,6 +283,9 @@ def _verify(options: argparse.Namespace) -> int:
     except ModelDeployError as exc:
         return _fail(options, exc)
     failed = sum(not _check(store, name, version) for name, version in targets)
+    for leftover in store.leftovers() if options.ref is None else []:
+        relative = leftover.relative_to(store.root)
+        print(f"left    {relative}: an unfinished save, not a version (see 'models clean')")
     signed = "signature and " if store.is_signed else ""
     print(f"{len(targets) - failed} of {len(targets)} versions passed ({signed}hash checks)")
     return _FAILED if failed else 0
@@ -283,3 +299,10 @@ def _check(store: ModelStore, name: str, version: str) -> bool:
         return False
     print(f"ok      {name}/{version}")
     return True
+
+
+def _clean(options: argparse.Namespace) -> int:
+    store = _store(options)
+    for removed in store.clean(older_than=options.older_than):
+        print(f"removed {removed.relative_to(store.root)}")
+    return 0

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -593,6 +594,43 @@ class ModelStore:
             return manifest
         signed = compute_hmac(manifest.to_json(), self._key)
         return Manifest(name=name, version=version, created=created, hmac=signed, **fields)
+
+    def leftovers(self) -> list[Path]:
+        """
+        Return what unfinished saves left behind: ``.tmp-*`` entries in model directories.
+
+        A save that is killed (or whose machine stops) leaves its temporary
+        directory; it is never a version, but it takes space, and ``git add``
+        of the store would pick it up. See :meth:`clean`.
+        """
+        return sorted(
+            entry
+            for name in self.models()
+            for entry in (self.root / name).iterdir()
+            if entry.name.startswith(_TEMP_PREFIX)
+        )
+
+    def clean(self, *, older_than: float = 3600.0) -> list[Path]:
+        """
+        Remove the :meth:`leftovers` not modified for *older_than* seconds; return them.
+
+        A younger one may belong to a save still running, whose rename would
+        then fail (it leaves no version either way).
+        """
+        deadline = time.time() - older_than
+        removed = []
+        for entry in self.leftovers():
+            try:
+                if entry.lstat().st_mtime > deadline:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            except FileNotFoundError:
+                continue  # its save finished, or another clean took it
+            removed.append(entry)
+        return removed
 
     def alias(self, name: str, alias: str, version: str) -> None:
         """
