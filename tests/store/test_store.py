@@ -95,6 +95,10 @@ class TestVersions:
         with pytest.raises(ValueError, match="not valid"):
             store.save("ok", [1], format="json", version=name)
 
+    def test_the_aliases_file_name_is_reserved(self, store: ModelStore) -> None:
+        with pytest.raises(ValueError, match="not a version name"):
+            save_scaler(store, version="aliases.json")
+
     def test_unknown_names_are_typed_errors(self, store: ModelStore) -> None:
         with pytest.raises(md.ModelNotFoundError):
             store.load("nothing")

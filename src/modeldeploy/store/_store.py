@@ -528,6 +528,8 @@ class ModelStore:
         _check_name(name, "model name")
         if version is not None:
             _check_name(version, "version")
+            if version == ALIASES:
+                raise ValueError(f"{ALIASES!r} is the store's own file, not a version name")
         fields: dict[str, Any] = {
             "format": format,
             "files": {
