@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import statistics
 import threading
 import time
@@ -210,6 +211,11 @@ def one_blas_thread() -> contextlib.AbstractContextManager[object]:
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) when the run ended"
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1e3:,.1f}"
 
@@ -336,7 +342,7 @@ def report(rows, checks, curve, few, default_pools: str, limited_pools: str) -> 
     write_section(
         "batching",
         "## Dynamic batching (`benchmarks/batching.py`)\n\n"
-        f"{machine()}. MLP 512 -> 2048 -> 512 (float32). {how} Batched rows: "
+        f"{machine()}; {load()}. MLP 512 -> 2048 -> 512 (float32). {how} Batched rows: "
         "`workers=1, max_batch_delay=0`, chosen from the curve below (see the Batching "
         "page).\n\n"
         f"BLAS: NumPy's {default_pools} by default. Every row but the last runs with "

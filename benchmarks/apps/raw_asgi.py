@@ -5,15 +5,22 @@ Read the body, ``orjson.loads`` (the engine modeldeploy's JSON serializer uses),
 predict on the event loop's thread, ``orjson.dumps`` the float32 output straight
 from NumPy, send. No routing, no content negotiation, no validation, no error
 handling, no metrics, no batching: the least work that answers the request.
+
+``BENCH_ECHO=1`` answers the input itself, without the model: what the transport
+(uvicorn, the ASGI calls, orjson both ways) costs a request of this size.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import orjson
 from models import from_env
 
 model = from_env()
+if os.environ.get("BENCH_ECHO") == "1":
+    model = lambda x: x  # noqa: E731 - the transport alone
 _HEADERS = [(b"content-type", b"application/json")]
 
 
