@@ -19,7 +19,6 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import attrs
 import numpy as np
@@ -209,9 +208,7 @@ class Load:
             return self.successes
 
 
-def test_a_killed_replica_is_replaced_and_requests_keep_succeeding(
-    ray_serve: RayServe, record_property: Callable[[str, Any], None]
-) -> None:
+def test_a_killed_replica_is_replaced_and_requests_keep_succeeding(ray_serve: RayServe) -> None:
     import ray
 
     before = replicas()
@@ -242,9 +239,10 @@ def test_a_killed_replica_is_replaced_and_requests_keep_succeeding(
     after = replicas()
     assert victim not in after and len(after) == 2
     assert load.count() > killed_at + 100  # requests kept succeeding
-    # Ray's proxy does not retry a request that was running on the killed replica:
-    # those fail (500), at most one per client connection; every later one succeeds
-    record_property("failed_requests", len(load.failures))
+    # a request running on the replica when it is killed may fail (Ray promises no
+    # retry of it), at most one per client connection; every later one must succeed.
+    # Counted client-side: shown with `pytest -rP`; runs so far saw none fail.
+    print(f"{len(load.failures)} of {load.count() + len(load.failures)} requests failed")
     assert len(load.failures) <= LOAD_THREADS, load.failures
 
 
