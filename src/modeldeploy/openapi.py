@@ -189,10 +189,9 @@ def _v2_paths(names: list[str]) -> dict[str, Any]:
                 },
             },
         }
-        paths[prefix + "/ready"] = {
-            "parameters": parameters,
-            **_health("Whether the model is ready"),
-        }
+        ready = _health("Whether the model is ready")
+        ready["get"]["responses"].update(_errors({"404": "No such model or version"}, "V2Error"))
+        paths[prefix + "/ready"] = {"parameters": parameters, **ready}
         paths[prefix + "/infer"] = {
             "parameters": parameters,
             "post": {
