@@ -201,3 +201,11 @@ store_manifests = st.builds(
     factory=st.none() | st.just("package.module:build"),
     hmac=st.none() | st.binary(min_size=32, max_size=32).map(lambda b: "hmac-sha256:" + b.hex()),
 )
+
+# modeldeploy nginx-config: backend addresses (a name, IPv4 or bracketed IPv6, a port)
+_hosts = (
+    st.from_regex(r"[a-z][a-z0-9-]{0,10}(\.[a-z][a-z0-9-]{0,10}){0,2}", fullmatch=True)
+    | st.ip_addresses(v=4).map(str)
+    | st.ip_addresses(v=6).map(lambda address: f"[{address}]")
+)
+backend_addresses = st.builds(lambda host, port: f"{host}:{port}", _hosts, st.integers(1, 65535))
