@@ -80,3 +80,26 @@ def test_without_onnxruntime_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ModuleNotFoundError, match=r"pip install 'modeldeploy\[onnx\]'"):
         onnx_predictor(b"")
+
+
+def test_several_inputs_take_a_mapping_per_item():
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["sum"])],
+        "add",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 2]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", 2]),
+        ],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["N", 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8  # read by every onnxruntime this project supports
+    predictor = onnx_predictor(model.SerializeToString(), name="add")
+    with md.Service(predictor, workers=0) as service:
+        assert [spec.name for spec in service.signature.inputs] == ["a", "b"]
+        answer = service.predict({"a": [1.0, 2.0], "b": [10.0, 20.0]})
+        assert answer.tolist() == [11.0, 22.0]
+        with pytest.raises(md.ValidationError):
+            service.predict({"a": [1.0, 2.0]})
