@@ -63,9 +63,11 @@ class RayServe:
 @pytest.fixture(scope="module")
 def ray_serve() -> Iterator[RayServe]:
     require_ray()
+    # ray.init sets variables of its own (PYTHONBREAKPOINT, RAY_AUTH_MODE...) that
+    # later tests' subprocesses would inherit: the environment is restored after
+    saved = dict(os.environ)
     # Ray resolves 127.0.0.1 to the machine's outward address unless told this is
     # a single-machine "cluster": keep every Ray address on loopback
-    saved = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
     from ray import serve
@@ -97,10 +99,8 @@ def ray_serve() -> Iterator[RayServe]:
     finally:
         serve.shutdown()
         ray.shutdown()
-        if saved is None:
-            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
-        else:
-            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = saved
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def replicas() -> set[str]:
