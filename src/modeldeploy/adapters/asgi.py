@@ -151,6 +151,11 @@ class _ASGIApp:
             await self._start()
         headers = _decode_headers(scope["headers"])
         path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            # mounted under a prefix (Starlette/FastAPI app.mount("/ml", ...)): the
+            # scope's path is the full one, and our routes start after root_path
+            path = path[len(root) :] or "/"
         length = headers.get("content-length")
         if (
             length is not None
