@@ -152,6 +152,33 @@ def test_usage_errors(tmp_path: Path) -> None:
     )
     assert bad_metadata.returncode == 2
     assert "KEY=VALUE" in bad_metadata.stderr
+    bad_signature = tmp_path / "signature.json"
+    bad_signature.write_text('{"outputs": []}')
+    refused = models(
+        "save", str(tmp_path), "m", __file__, "--format", "json", "--signature", str(bad_signature)
+    )
+    assert refused.returncode == 2
+    assert "--signature is not a signature: KeyError('inputs')" in refused.stderr
+
+
+def test_a_short_signature_file(tmp_path: Path, onnx_file: Path) -> None:
+    signature = tmp_path / "signature.json"
+    signature.write_text('{"inputs": [{"name": "X", "dtype": "float32"}]}')
+    saved = models(
+        "save",
+        str(tmp_path),
+        "m",
+        str(onnx_file),
+        "--format",
+        "onnx",
+        "--signature",
+        str(signature),
+    )
+    assert saved.returncode == 0, saved.stderr
+    assert json.loads(models("show", str(tmp_path), "m").stdout)["signature"] == {
+        "inputs": [{"dtype": "float32", "name": "X", "shape": None}],
+        "outputs": [],
+    }
 
 
 @pytest.mark.integration

@@ -237,8 +237,8 @@ def _save(options: argparse.Namespace) -> int:
     signature_data = _read_json(options.signature, "--signature")
     try:
         signature = signature_from_json(signature_data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"--signature is not a signature: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"--signature is not a signature: {exc!r}") from exc
     store = _store(options)
     try:
         version = store.save_file(

@@ -125,18 +125,20 @@ def signature_from_json(data: Any) -> Signature | None:
     """
     Return the Signature of manifest JSON (``None`` for ``null``).
 
+    ``outputs``, and each tensor's ``dtype`` and ``shape``, may be left out
+    (no outputs, ``"object"``, any shape), as in a hand-written signature file.
+
     Raises:
-        KeyError, TypeError, ValueError: *data* is not a signature.
+        KeyError, TypeError, ValueError, AttributeError: *data* is not a signature.
     """
     if data is None:
         return None
 
     def spec(item: Mapping[str, Any]) -> TensorSpec:
-        return TensorSpec(str(item["name"]), str(item["dtype"]), item["shape"])
+        return TensorSpec(str(item["name"]), str(item.get("dtype", "object")), item.get("shape"))
 
-    return Signature(
-        [spec(item) for item in data["inputs"]], [spec(item) for item in data["outputs"]]
-    )
+    outputs = data.get("outputs") or ()
+    return Signature([spec(item) for item in data["inputs"]], [spec(item) for item in outputs])
 
 
 @attrs.frozen
