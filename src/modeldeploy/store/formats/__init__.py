@@ -13,7 +13,7 @@ name       file             model                               extra
 ========== ================ =================================== ==========
 json       model.json       JSON data (with a ``factory``)      (core)
 msgpack    model.msgpack    msgpack data (with a ``factory``)   (core)
-pickle     model.pkl        any picklable object; **pickled**   (core)
+pickle     model.pkl        any picklable object (see below)    (core)
 protobuf   model.pb         data (with a ``factory``)           (core)
 xml        model.xml        data (with a ``factory``)           xml
 joblib     model.joblib     scikit-learn estimator; **pickled** joblib
@@ -22,9 +22,11 @@ torch      state_dict.pt    a ``torch.nn.Module`` (state dict)  torch
 lightgbm   model.txt        a LightGBM ``Booster`` or estimator lightgbm
 ========== ================ =================================== ==========
 
-A **pickled** format runs code from the file when it loads, so the store loads
-it only when the version is signed with the store's key or the caller passes
-``trusted=True``.
+A **pickled** format runs code from the file when it loads, so it loads only
+when the store vouches for the version (signed with the store's key) or the
+caller passes ``trusted=True``: the store tells ``load`` which, and the format
+refuses otherwise. ``pickle`` untrusted goes through the restricted unpickler,
+which reads plain data and NumPy arrays and refuses any other global.
 
 .. versionadded:: 0.1.0
 """
@@ -55,8 +57,9 @@ class ModelFormat(Protocol):
     Attributes:
         name: The registry name, recorded in the manifest (``"onnx"``).
         filename: The artifact's file name inside a version (``"model.onnx"``).
-        pickled: Whether loading may run code the file names (pickle, joblib);
-            the store then loads it only when the version is trusted.
+        pickled: Whether loading runs code the file names (joblib), so that
+            ``load`` refuses an untrusted artifact; for ``modeldeploy models``
+            and the docs, the enforcement is ``load``'s.
 
     .. versionadded:: 0.1.0
     """
