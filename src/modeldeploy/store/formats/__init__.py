@@ -57,9 +57,8 @@ class ModelFormat(Protocol):
     Attributes:
         name: The registry name, recorded in the manifest (``"onnx"``).
         filename: The artifact's file name inside a version (``"model.onnx"``).
-        pickled: Whether loading runs code the file names (joblib), so that
-            ``load`` refuses an untrusted artifact; for ``modeldeploy models``
-            and the docs, the enforcement is ``load``'s.
+        pickled: Whether loading runs code the file names (joblib); such a
+            format's ``load`` refuses when ``trusted`` is false.
 
     .. versionadded:: 0.1.0
     """
