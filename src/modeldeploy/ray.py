@@ -24,6 +24,10 @@ monitors the Service gives). ``max_ongoing_requests`` bounds how many requests a
 replica holds at once, so it bounds the batches too: keep it at least
 ``max_batch_size``.
 
+Metrics: each replica copies its ``modeldeploy_*`` metrics into Ray's metrics
+(``export_metrics``), so Ray's per-node metrics export, which Prometheus scrapes,
+carries every replica's counts beside Ray Serve's own.
+
 Ray is imported only here: ``pip install 'modeldeploy[ray]'``.
 
 .. versionadded:: 0.1.0
@@ -33,6 +37,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -57,6 +63,7 @@ The name of the Ray Serve deployment :func:`app` builds, as a Serve config's
 """
 
 _CLOSE_TIMEOUT: Final = 30.0  # seconds a stopping replica gives accepted requests
+_METRICS_PERIOD: Final = 5.0  # seconds between copies of a replica's metrics into Ray's
 
 Target = str | Callable[[], object]
 """What a replica serves: a ``SPEC`` string or a function returning a Service."""
@@ -80,6 +87,69 @@ def _http_app(target: Target) -> HTTPApp:
     return as_app(target(), getattr(target, "__qualname__", repr(target)))
 
 
+class _MetricsBridge:
+    """
+    Copies the replica's ``modeldeploy_*`` metrics into Ray's metrics, every few seconds.
+
+    The monitors of a replica write to prometheus_client's default registry, in the
+    replica's process; Ray's metrics agent exports, for each node, what every Ray
+    process records through :mod:`ray.util.metrics`. Each sample becomes a Ray gauge
+    of the same name (exported with Ray's ``ray_`` prefix) and labels, plus
+    ``replica``: Prometheus gets every replica's counts from the agents it already
+    scrapes.
+    """
+
+    def __init__(self, replica: str) -> None:
+        self._replica = replica
+        self._gauges: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="modeldeploy-ray-metrics", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(_METRICS_PERIOD):
+            self._copy_logged()
+
+    def _copy_logged(self) -> None:
+        try:
+            self.copy()
+        except Exception:  # a metrics failure never stops a replica
+            logger.exception("copying metrics into Ray's failed")
+
+    def copy(self) -> None:
+        """Set one Ray gauge per ``modeldeploy_*`` sample of the default registry."""
+        from prometheus_client import REGISTRY
+        from ray.util.metrics import Gauge
+
+        for family in REGISTRY.collect():
+            if not family.name.startswith("modeldeploy"):
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue  # a timestamp, not a count
+                gauge = self._gauges.get(sample.name)
+                if gauge is None:
+                    keys = (*sorted(sample.labels), "replica")
+                    gauge = Gauge(sample.name, family.documentation, tag_keys=keys)
+                    self._gauges[sample.name] = gauge
+                gauge.set(sample.value, tags={**sample.labels, "replica": self._replica})
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _replica_id() -> str:
+    """The replica's id, as Ray's own metrics label it; the process id outside Serve."""
+    try:
+        from ray import serve
+
+        return str(serve.get_replica_context().replica_id.unique_id)
+    except Exception:  # not in a replica (a test calling Ingress directly)
+        return str(os.getpid())
+
+
 class Ingress:
     """
     A Ray Serve replica: one :class:`~modeldeploy.http.HTTPApp`, its services started.
@@ -91,6 +161,9 @@ class Ingress:
         target: A ``SPEC`` (``package.module:attribute``, as for
             ``modeldeploy serve``) or a function of no argument returning a
             Service, an HTTPApp, a Predictor or a callable.
+        export_metrics: Copy the replica's ``modeldeploy_*`` metrics (the
+            default Prometheus registry) into Ray's metrics every 5 s, so Ray's
+            metrics export carries them, labelled by ``replica``.
 
     Raises:
         ModelLoadError: A service failed to start; Ray retries the replica.
@@ -98,11 +171,12 @@ class Ingress:
     .. versionadded:: 0.1.0
     """
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, export_metrics: bool = False) -> None:
         self.app = _http_app(target)
         failure = self.app.start_services()
         if failure is not None:
             raise ModelLoadError(f"a service failed to start: {failure}")
+        self._metrics = _MetricsBridge(_replica_id()) if export_metrics else None
 
     async def __call__(self, request: Request) -> Response:
         """Answer one request from Ray's HTTP proxy (a Starlette request)."""
@@ -167,6 +241,9 @@ class Ingress:
 
     def __del__(self) -> None:
         # Ray's graceful stop of a replica: finish what was accepted, then release workers
+        metrics: _MetricsBridge | None = self.__dict__.get("_metrics")
+        if metrics is not None:
+            metrics.stop()
         app: HTTPApp | None = self.__dict__.get("app")
         if app is not None:
             for service in app.services.values():
@@ -181,6 +258,7 @@ def app(
     autoscaling_config: Mapping[str, Any] | None = None,
     max_ongoing_requests: int | None = None,
     ray_actor_options: Mapping[str, Any] | None = None,
+    export_metrics: bool = True,
     **options: Any,
 ) -> Application:
     """
@@ -201,6 +279,9 @@ def app(
             keep it at least the services' ``max_batch_size``.
         ray_actor_options: Resources of each replica (``num_cpus``,
             ``num_gpus``, ``runtime_env``...), passed through.
+        export_metrics: Copy each replica's ``modeldeploy_*`` metrics into Ray's
+            metrics export (as ``ray_modeldeploy_*`` gauges labelled by
+            ``replica``), where Prometheus scrapes every node.
         **options: Any other option of ``ray.serve.deployment``, passed through.
 
     Raises:
@@ -222,7 +303,7 @@ def app(
         if value is not None:
             settings[key] = dict(value) if isinstance(value, Mapping) else value
     deployment = serve.deployment(Ingress, **settings)
-    application: Application = deployment.bind(target)
+    application: Application = deployment.bind(target, export_metrics)
     return application
 
 

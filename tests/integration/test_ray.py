@@ -324,3 +324,9 @@ def test_load_spreads_over_both_replicas_and_their_metrics_reach_prometheus(
         f"requests of both replicas {current} in Prometheus",
         lambda: all(query(prometheus, promql).get(replica, 0) > 0 for replica in current),
     )
+    # and modeldeploy's own metrics of each replica, copied into Ray's export
+    ours = 'sum by (replica) (ray_modeldeploy_requests_total{code="ok"})'
+    wait_for(
+        f"modeldeploy's metrics of both replicas {current} in Prometheus",
+        lambda: all(query(prometheus, ours).get(replica, 0) > 0 for replica in current),
+    )
