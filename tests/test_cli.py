@@ -46,6 +46,7 @@ SERVE_OPTIONS = [
     "--max-connections",
     "--log-level",
     "--access-log",
+    "--admin",
 ]
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
@@ -307,6 +308,11 @@ def grpc_port() -> int:
 
 
 @pytest.fixture(scope="module")
+def workers_grpc_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
 def uvicorn(grpc_port: int) -> Iterator[Process]:
     require_tool(str(Path(sys.executable).parent / "uvicorn"))
     process = serve("modeldeploy.demo:service", "--grpc-port", str(grpc_port), name="uvicorn")
@@ -402,9 +408,9 @@ class TestUvicornWorkers:
 
     @pytest.fixture(scope="class")
     @classmethod
-    def server(cls, grpc_port: int) -> Iterator[Process]:
+    def server(cls, workers_grpc_port: int) -> Iterator[Process]:
         process = serve(
-            "modeldeploy.demo:service", "--workers", "2", "--grpc-port", str(grpc_port + 1),
+            "modeldeploy.demo:service", "--workers", "2", "--grpc-port", str(workers_grpc_port),
             name="uvicorn x2",
         )  # fmt: skip
         yield process
@@ -415,11 +421,11 @@ class TestUvicornWorkers:
         check_metrics_count_every_process(server.port)
 
     def test_metrics_count_grpc_requests_of_the_supervisor(
-        self, server: Process, grpc_port: int
+        self, server: Process, workers_grpc_port: int
     ) -> None:
         # the supervising process answers gRPC: its counts are in the shared directory
         before = served(server.port)
-        client = tgrpc.InferenceServerClient(f"127.0.0.1:{grpc_port + 1}")
+        client = tgrpc.InferenceServerClient(f"127.0.0.1:{workers_grpc_port}")
         try:
             features = tgrpc.InferInput("features", [2, 4], "FP32")
             features.set_data_from_numpy(np.asarray(ROWS, dtype=np.float32))

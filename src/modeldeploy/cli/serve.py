@@ -472,7 +472,9 @@ def _serve(options: argparse.Namespace) -> int:
     configure_logging(options.log_level)
     _connection_settings(options)
     # before SPEC is imported: the metrics it creates must write to the shared directory
-    several = options.workers > 1 or (options.server == "gunicorn" and options.grpc_port)
+    several = options.workers > 1 or (
+        options.server == "gunicorn" and options.grpc_port is not None
+    )
     metrics_dir = _MultiprocessDir(several)
     try:
         try:
@@ -575,10 +577,11 @@ class _Loading:
 
 
 def _while_loading(app: HTTPApp, method: str, path: str, headers: Mapping[str, str]) -> Response:
-    """The answer to a request that comes while the services load."""
-    if method in ("GET", "HEAD"):
-        # health, metadata, readiness and /metrics: the app answers them from state
-        return app(method, path, headers, b"")
+    """The answer to a GET that comes while the services load: health, metadata, /metrics."""
+    return app(method, path, headers, b"")
+
+
+def _loading_refusal(app: HTTPApp, path: str) -> Response:
     return app.error(path, NotReadyError("the model is still loading"))
 
 
@@ -602,6 +605,12 @@ class _ASGIWhileLoading:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            # a prediction waits for the load, as the adapter's first requests do: with
+            # several workers on one socket, a loading one must not fail what it accepts
+            await asyncio.to_thread(self.loading.done.wait)
             await self.inner(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -628,19 +637,34 @@ class _ASGIWhileLoading:
 
 
 class _WSGIWhileLoading:
-    """A WSGI app: :func:`_while_loading` until loading is done, then *inner*."""
+    """
+    A WSGI app: :func:`_while_loading` until loading is done, then *inner*.
 
-    def __init__(self, app: HTTPApp, inner: WSGIApp, loading: _Loading) -> None:
+    A request other than a GET waits for the load on its thread (gunicorn's
+    gthread), or, with *wait* false (wsgiref's single thread, which the
+    health probes need), is refused with 503.
+    """
+
+    def __init__(self, app: HTTPApp, inner: WSGIApp, loading: _Loading, *, wait: bool) -> None:
         self.app = app
         self.inner = inner
         self.loading = loading
+        self._wait = wait
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if self.loading.done.is_set():
             return self.inner(environ, start_response)
         method = environ["REQUEST_METHOD"]
-        headers = {"accept": environ.get("HTTP_ACCEPT", "")}
-        response = _while_loading(self.app, method, environ.get("PATH_INFO", ""), headers)
+        path = environ.get("PATH_INFO", "")
+        if method in ("GET", "HEAD"):
+            response = _while_loading(
+                self.app, method, path, {"accept": environ.get("HTTP_ACCEPT", "")}
+            )
+        elif self._wait:
+            self.loading.done.wait()
+            return self.inner(environ, start_response)
+        else:
+            response = _loading_refusal(self.app, path)
         status = http.HTTPStatus(response.status)
         out = [*response.headers.items(), ("Content-Length", str(len(response.body)))]
         start_response(f"{status.value} {status.phrase}", out)
@@ -877,7 +901,9 @@ def _run_uvicorn_workers(options: argparse.Namespace, app: HTTPApp, stop: _Stop)
         return 1  # uvicorn logged why (the port is taken)
     with sock:
         logger.info("%s", _listening(options, app))
-        supervisor = Supervisor(config, sockets=[sock])
+        supervisor = Supervisor(config, sockets=[sock])  # it takes the signals from here
+        if stop.event.is_set():  # a signal, or the gRPC side's load failed, before that
+            supervisor.should_exit.set()
         supervisor.run()
         for process in supervisor.processes:
             _mark_dead(process.pid)
@@ -1017,7 +1043,7 @@ def _gunicorn_main() -> None:
             loading = _Loading(app, _exit_worker)
             loading.start()
             loaded.append((app, loading))
-            return _WSGIWhileLoading(app, wsgi(app), loading)
+            return _WSGIWhileLoading(app, wsgi(app), loading, wait=True)
 
     Application().run()
 
@@ -1061,7 +1087,7 @@ def _run_wsgiref(options: argparse.Namespace, app: HTTPApp) -> int:
             httpd = make_server(
                 options.host,
                 options.port,
-                _WSGIWhileLoading(app, wsgi(app), loading),
+                _WSGIWhileLoading(app, wsgi(app), loading, wait=False),
                 server_class=Server,
                 handler_class=Handler,
             )
