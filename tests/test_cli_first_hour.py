@@ -423,3 +423,29 @@ def test_a_taken_grpc_port_exits_1_with_one_clear_line(tmp_path: Path) -> None:
     assert f"cannot listen for gRPC on 127.0.0.1:{grpc_port}: the port is taken" in result.stderr
     assert "Traceback" not in result.stderr
     assert "Failed to bind" not in result.stderr  # not gRPC's own text
+
+
+@pytest.mark.parametrize("how", ["closed", "failed"])
+def test_every_adapter_start_reports_a_service_that_cannot_answer(how: str) -> None:
+    """HTTPApp.start_services, which the ASGI lifespan and the WSGI first request call."""
+    import modeldeploy as md
+
+    class Broken:
+        name, version, signature = "m", "1", None
+
+        def load(self) -> None:
+            raise OSError("weights missing")
+
+        def predict(self, batch: list[object]) -> list[object]:
+            return batch
+
+    service = md.Service(abs if how == "closed" else Broken(), name="m", workers=0)
+    if how == "closed":
+        with service:
+            pass
+    else:
+        with pytest.raises(md.ModelLoadError):
+            service.start()
+    failure = HTTPApp(service).start_services()
+    assert failure is not None
+    assert ("is closed and cannot be served" if how == "closed" else "failed to start") in failure
