@@ -96,7 +96,7 @@ def test_every_worker_process_follows_the_alias_with_no_failed_request(
     monkeypatch.setattr(servers, "READY_WITHIN", 90.0)
     server = serve(f"{store.root}/scale@production", "--workers", "2")
     stop = threading.Event()
-    answers: Counter[tuple[int, str, float]] = Counter()
+    answers: Counter[tuple[int, str, float | str]] = Counter()
     lock = threading.Lock()
     recent: list[str] = []
 
@@ -106,7 +106,8 @@ def test_every_worker_process_follows_the_alias_with_no_failed_request(
                 status, headers, body = request(
                     server.port, "POST", "/predict", b"1.0", {"content-type": "application/json"}
                 )
-                answer = (status, headers.get("x-model-version", ""), json.loads(body))
+                value = json.loads(body) if status == 200 else body.decode(errors="replace")
+                answer = (status, headers.get("x-model-version", ""), value)
             except OSError as exc:
                 answer = (0, type(exc).__name__, 0.0)
             with lock:
