@@ -609,3 +609,30 @@ def test_the_asgi_extra_brings_uvicorns_c_loop_and_parser() -> None:
     requires = importlib.metadata.requires("modeldeploy") or []
     asgi = {re.split(r"[<>=;\[ ]", r)[0] for r in requires if re.search(r"extra == .asgi.", r)}
     assert {"uvicorn", "uvloop", "httptools"} <= asgi
+
+
+@pytest.mark.integration
+def test_gunicorn_metrics_count_grpc_requests_of_the_supervisor() -> None:
+    """gunicorn serves HTTP in its own processes; gRPC is answered by the supervisor."""
+    require_tool(str(Path(sys.executable).parent / "gunicorn"))
+    grpc_port = free_port()
+    process = serve(
+        "modeldeploy.demo:service", "--server", "gunicorn", "--grpc-port", str(grpc_port),
+        name="gunicorn + grpc",
+    )  # fmt: skip
+    try:
+        before = served(process.port)
+        client = tgrpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        try:
+            # the supervisor loads its own copy of the model, on its own time
+            wait_until(lambda: client.is_model_ready("demo"), "gRPC ready", process)
+            features = tgrpc.InferInput("features", [1, 4], "FP32")
+            features.set_data_from_numpy(np.asarray(ROWS[:1], dtype=np.float32))
+            for _ in range(3):
+                client.infer("demo", [features])
+        finally:
+            client.close()
+        check_predict(process.port)
+        assert served(process.port) == before + 4  # 3 over gRPC, 1 over HTTP
+    finally:
+        process.kill()
