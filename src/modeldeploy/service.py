@@ -54,6 +54,7 @@ from .interfaces import Predictor, Serializer
 from .messages import Request, Response, Signature
 from .monitors.composite import CompositeMonitor, RequestObserver
 from .predictors import predictor as make_predictor
+from .predictors._coroutines import is_async
 from .serializers._base import DEFAULT_MAX_SIZE
 from .validation import compile_validator
 
@@ -185,9 +186,7 @@ class Service:
             if batching_asked
             else None
         )
-        self._predictor: Predictor = (
-            model if isinstance(model, Predictor) else make_predictor(model)
-        )
+        self._predictor: Predictor = _as_predictor(model)
         self.name: str = name or getattr(self._predictor, "name", None) or "model"
         self._first_version = version or str(getattr(self._predictor, "version", None) or "1")
         if serializers is None:
@@ -605,7 +604,7 @@ class Service:
     def _load_version(self, model: Any, version: str | None, warmup: Any) -> Deployment:
         """Load a new version beside the loaded ones (under the rollout lock)."""
         self._running()
-        predictor: Predictor = model if isinstance(model, Predictor) else make_predictor(model)
+        predictor = _as_predictor(model)
         version = version or getattr(predictor, "version", None)
         if not version:
             raise ValueError("name the new version: version=..., or a predictor's version")
@@ -1026,6 +1025,13 @@ def _timings(
         computed - queued if computed and queued else 0.0,
         ended - computed if ended and computed else 0.0,
     )
+
+
+def _as_predictor(model: Any) -> Predictor:
+    """*model* as a Predictor: as it is, unless it needs md.predictor (async predict)."""
+    if isinstance(model, Predictor) and not is_async(model.predict):
+        return model
+    return make_predictor(model)
 
 
 def parse_timeout(value: str) -> float:

@@ -94,3 +94,20 @@ def test_each_thread_keeps_its_own_loop() -> None:
     thread.join()
     assert loops[0] is loops[1]  # the same loop for the next call on a thread
     assert loops[2] is not loops[0]  # another thread, another loop
+
+
+def test_a_predictor_object_with_async_predict_given_to_service() -> None:
+    class AsyncModel:
+        signature = None
+        name = "async_obj"
+        version = "1"
+
+        def load(self) -> None:
+            pass
+
+        async def predict(self, batch):
+            return [x + 1 for x in batch]
+
+    for workers in (0, 2):
+        with md.Service(AsyncModel(), workers=workers) as service:
+            assert service.predict(1) == 2
