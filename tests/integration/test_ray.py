@@ -241,7 +241,7 @@ def test_a_killed_replica_is_replaced_and_requests_keep_succeeding(ray_serve: Ra
     assert load.count() > killed_at + 100  # requests kept succeeding
     # a request running on the replica when it is killed may fail (Ray promises no
     # retry of it), at most one per client connection; every later one must succeed.
-    # Counted client-side: shown with `pytest -rP`; runs so far saw none fail.
+    # Counted client-side, shown with `pytest -rP`: runs so far saw 0 to 2 fail.
     print(f"{len(load.failures)} of {load.count() + len(load.failures)} requests failed")
     assert len(load.failures) <= LOAD_THREADS, load.failures
 
