@@ -162,11 +162,11 @@ def test_a_worker_killed_with_sigkill_costs_only_its_requests_in_flight(server):
         f"{server} --workers 2",
     )
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30  # a loaded machine starts processes slowly
         while len(worker_pids(process, server)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)  # polling interval: the workers are starting
         workers = worker_pids(process, server)
-        assert len(workers) == 2, workers
+        assert len(workers) == 2, (workers, process.log()[-2000:])
         with traffic(process.port, clients=clients) as ordinary:
             time.sleep(1.0)  # traffic reaches both workers first
             os.kill(workers[0], signal.SIGKILL)
@@ -187,8 +187,8 @@ def test_a_worker_killed_with_sigkill_costs_only_its_requests_in_flight(server):
     failed = figures["errors"] + sum(v for k, v in figures["statuses"].items() if k != "200")
     assert replaced is not None, log[-2000:]
     # each client has one request in flight at most: only those on the killed worker may fail
-    assert failed <= clients, figures
-    assert figures["statuses"].get("200", 0) > 0
+    assert failed <= clients, (figures, [e for t in ordinary for e in t.errors][:5], log[-2000:])
+    assert figures["statuses"].get("200", 0) > 0, figures
     if server == "gunicorn":
         assert f"Worker (pid:{workers[0]}) was sent SIGKILL" in log, log[-2000:]
     record(
