@@ -211,6 +211,17 @@ def one_blas_thread() -> contextlib.AbstractContextManager[object]:
     return threadpool_limits(limits=1, user_api="blas")
 
 
+THREADS_NOTE = """\
+128 caller threads vary most from run to run: on 2026-12-04 this row measured 0.58x to
+0.82x the ideal over six runs, and, interleaved in the same minutes, 0.64x to 0.74x for the
+worker before it took queued jobs in one lock hold (42 -> 6.3 us of the worker's time per
+64 jobs) and before answering the last batch: no change beyond the noise. A Python
+interval between GIL switches of 0.5 ms or 50 ms moved it no more. What the asyncio row
+does not pay is 128 threads woken on 2 cores: the woken callers share the cores with the
+worker, whose model then runs slower than the ideal's loop on an idle core.
+"""
+
+
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min) when the run ended"
@@ -363,7 +374,9 @@ def report(rows, checks, curve, few, default_pools: str, limited_pools: str) -> 
             rows,
         )
         + f"\n\nTargets: batched >= 0.7x the ideal and >= 5x unbatched. Measured: {verdict}."
-        "\n\n### Throughput and latency against `max_batch_delay`\n\n"
+        + "\n\n"
+        + THREADS_NOTE
+        + "\n### Throughput and latency against `max_batch_delay`\n\n"
         f"{CALLERS} thread callers, `workers=1`, `max_batch_size={BATCH}`, measured as above."
         "\n\n"
         + table(

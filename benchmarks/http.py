@@ -647,25 +647,33 @@ def report(results: dict) -> None:
 
 
 COST = """\
-Where the tiny model's time goes, in process (`BENCH_MODEL=tiny`, each app's ASGI callable
-called in a loop with a ready-made receive and send, thread time, best of 60 loops of 100
-calls; a loaded machine, so about): the raw app answers in 8.2 us; the app `modeldeploy
-serve` builds for a worker in 16.5 us with the monitor's one-process store (18.0 us before
-this round of work: model routes remembered by (method, path) and called without the
-routing, requests built without attrs' frozen `__init__`, overflow checked with one `vdot`
-instead of `np.errstate`), and about 6 us more with `--workers 2`: with several processes
-the PrometheusMonitor records through prometheus_client's multiprocess values, five
-mmap-backed values per request, each with its lock and pid check (start + end of one
-request: 6.1 us, against 0.6 us in one process). The rest of the gap to the raw app is
-the JSON serializer's size and depth checks (2.7 us against 1.1 us for bare orjson), the
-signature validation (2.9 us: a float64 array from the list, then a checked cast, against
-1.4 us for the raw app's `np.asarray(..., float32)`), the encoder and response (1.5 us
-against 0.4 us), and `Service.handle`'s own request id, monitor, deadline and admission.
-Under a real server every one of these is paid again with cold caches, so the gap per
-request is about twice the in-process one. V2 JSON takes 33.5 us in the same loop: the V2
-codec decodes and checks the tensor list in Python. Under uvicorn, read deadlines on every
-connection (`modeldeploy.servers.uvicorn`) no longer arm and cancel a timer per request
-(1.1 -> 0.14 us).
+Before this round of work (the tree before it, the same benchmark, run at 16:34 UTC on
+this machine, load average about 4): CLI 0.55x the raw app (p99 1.37x), V2 JSON 0.41x,
+the CLI's gunicorn 1.31x the Flask app, heavy with batching 0.50x the second limit. In
+process, the CLI's worker app got about 7 % faster (below); the wrk figures move by more
+than that from one round to the next on this shared machine (the per-round CLI / raw
+ratios of the run above span 0.46x to 0.73x).
+
+Where the tiny model's time goes, in process: each app's ASGI callable called in a loop
+with a ready-made receive and send (`BENCH_MODEL=tiny`, thread time, best of 60 loops of
+100 calls, 3 runs interleaved with the tree before this round of work; the machine was
+loaded, so about). The raw app answers in 8.2 us. The app `modeldeploy serve` builds for
+a worker answers in 17.8 us in one process (19.1 us before: model routes are now
+remembered by (method, path) and called without the routing, requests built without
+attrs' frozen `__init__`, overflow checked with one `vdot` instead of `np.errstate`), and
+in 22.7 us with `--workers 2` (24.5 us before). The difference between the two is the
+PrometheusMonitor in prometheus_client's multiprocess mode: five mmap-backed values per
+request, each with its own lock and pid check (the start and end of one request: 6.1 us,
+against 0.6 us in one process). The rest of the gap to the raw app: the JSON
+serializer's size and depth checks (2.7 us against 1.1 us for bare orjson), the signature
+validation (2.7 us: a float64 array from the list, then a checked cast, against 1.25 us
+for the raw app's unchecked `np.asarray(..., float32)`), the encoder and response (1.5 us
+against 0.4 us) and `Service.handle`'s request id, monitor, deadline and admission. Under
+a real server each of these is paid again with cold caches, so the gap per request there
+is about twice the in-process one. V2 JSON takes about 40 us in the same loop: the V2
+codec decodes and checks the tensor list in Python. Under uvicorn, the read deadlines of
+`modeldeploy.servers.uvicorn` no longer arm and cancel a timer per request (1.1 -> 0.14
+us).
 """
 
 
