@@ -196,6 +196,18 @@ class TestRoutes:
         )
         assert both(app, "POST", "/predict", memoryview(b"[1, 2]")).status == 200
 
+    def test_a_route_seen_before_answers_as_the_first_time(self, service: md.Service) -> None:
+        # model routes are remembered after their first request: the limit, the other
+        # methods and the routes that name a version must still be checked every time
+        app = HTTPApp(service, max_body_size=40)
+        for _ in range(2):
+            assert both(app, "POST", "/predict", b"[1, 2]").body == b"[2.0,4.0]"
+            assert both(app, "POST", "/predict", b"[" + b"1, " * 20 + b"1]").status == 413
+            assert both(app, "HEAD", "/predict").status == 405
+            assert both(app, "POST", "/v2/models/m/versions/1/infer", b"{}").status == 400
+            assert both(app, "POST", "/v2/models/m/versions/2/infer", b"{}").status == 404
+            assert both(app, "POST", "/models/nope/predict", b"[1, 2]").status == 404
+
 
 class TestDeadlinesAndOverload:
     @pytest.fixture
