@@ -647,12 +647,15 @@ def report(results: dict) -> None:
 
 
 COST = """\
-Before this round of work (the tree before it, the same benchmark, run at 16:34 UTC on
-this machine, load average about 4): CLI 0.55x the raw app (p99 1.37x), V2 JSON 0.41x,
-the CLI's gunicorn 1.31x the Flask app, heavy with batching 0.50x the second limit. In
-process, the CLI's worker app got about 7 % faster (below); the wrk figures move by more
-than that from one round to the next on this shared machine (the per-round CLI / raw
-ratios of the run above span 0.46x to 0.73x).
+Before and after this round of work, two runs of this benchmark each, between 16:34 and
+16:45 UTC on 2026-12-04 (load average 3 to 4; the tree before it served by the same
+script): the CLI 0.55x and 0.53x of the raw app before, 0.63x and 0.57x after (the
+median of the per-round ratios: 0.55 and 0.57 before, 0.59 and 0.58 after); V2 JSON 0.41x
+and 0.39x before, 0.44x and 0.39x after; the CLI's gunicorn 1.31x and 1.22x the Flask
+app before, 1.23x and 1.46x after; heavy with batching 0.50x and 0.49x of the second
+limit before, 0.52x and 0.48x after. In process, the CLI's worker app got about 7 %
+faster (below); on this shared machine that is within what one wrk run moves from the
+next.
 
 Where the tiny model's time goes, in process: each app's ASGI callable called in a loop
 with a ready-made receive and send (`BENCH_MODEL=tiny`, thread time, best of 60 loops of
