@@ -672,9 +672,8 @@ class Service:
         return None if timeout is None else _monotonic() + timeout
 
     def _active(self) -> Deployment:
-        deployment = self._deployment
-        if deployment is None or self._state is not State.READY:
-            raise NotReadyError(f"model {self.name!r} is {self._state.value}")
+        """The version an in-process call goes to: the live one, or a canary's draw."""
+        deployment = self._running()
         split = self._split
         return deployment if split is None else split.pick(deployment, _NO_HEADERS)
 
