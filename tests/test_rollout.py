@@ -264,3 +264,14 @@ class TestServedVersions:
             finally:
                 client.close()
                 server.stop(grace=None).wait()
+
+
+def test_the_previous_version_can_be_a_canary_without_a_load() -> None:
+    with md.Service(Scaled(1), workers=0) as service:
+        service.deploy(Scaled(2))
+        assert service.canary(None, version="v1", weight=1.0) == "v1"
+        assert answer(service, 5) == (200, "v1", 5)
+        service.end_canary()
+        assert service.rollback() == "v1"  # still loaded, still the previous version
+        with pytest.raises(ValueError, match="needs a model"):
+            service.canary(None, version="v9")

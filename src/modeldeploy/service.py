@@ -446,7 +446,7 @@ class Service:
 
     def canary(
         self,
-        model: Predictor | Callable[..., Any] | Any,
+        model: Predictor | Callable[..., Any] | Any | None,
         *,
         weight: float = 0.05,
         key: str | None = None,
@@ -457,7 +457,8 @@ class Service:
         Load a new version and send it a weighted share of the requests.
 
         Args:
-            model: What :meth:`deploy` takes.
+            model: What :meth:`deploy` takes; or ``None`` with ``version`` naming
+                the previous version, which is loaded already.
             weight: Share of the requests the canary answers, in [0, 1].
             key: A request header (``"x-user-id"``) whose value picks the
                 side, so one client always meets the same version; ``None``
@@ -477,7 +478,13 @@ class Service:
         .. versionadded:: 0.1.0
         """
         with self._rollout_lock:
-            new = self._load_version(model, version, warmup)
+            previous = self._previous
+            if model is None and previous is not None and version == previous.version:
+                new = previous  # the version before the live one: loaded already
+            elif model is None:
+                raise ValueError("canary() needs a model, or the previous version's name")
+            else:
+                new = self._load_version(model, version, warmup)
             self._split = Split(new, weight, key)
             logger.info(
                 "model %s: canary version %s takes %.1f%% of requests",
@@ -511,7 +518,7 @@ class Service:
         """
         with self._rollout_lock:
             split, self._split = self._split, None
-            if split is not None:
+            if split is not None and split.canary is not self._previous:
                 self._versions.pop(split.canary.version, None)
 
     def shadow(
@@ -626,7 +633,7 @@ class Service:
         if new is old:
             return
         split = self._split
-        if split is not None and split.canary is not new:
+        if split is not None and split.canary is not new and split.canary is not self._previous:
             self._versions.pop(split.canary.version, None)
         self._split = None
         released = self._previous

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,25 @@ class TestInProcess:
         with service:
             assert follower.check() == "v2"
 
+    def test_a_canary_alias_runs_a_canary_and_a_move_promotes_it(self, store: ModelStore) -> None:
+        with md.Service(store.load("scale", "production"), workers=0) as service:
+            follower = AliasFollower(
+                store, "scale", "production", service, canary_alias="canary", canary_weight=1.0
+            )
+            assert follower.check() is None  # no canary alias yet
+            store.alias("scale", "canary", "v2")
+            assert follower.check() == "v2"
+            assert service.model_info()["canary"]["version"] == "v2"
+            assert service.predict(1.0) == 3.0  # weight 1: every call goes to the canary
+            store.alias("scale", "production", "v2")
+            assert follower.check() == "v2"  # promoted, not loaded again
+            assert (service.version, service.model_info()["canary"]) == ("v2", None)
+            store.alias("scale", "canary", "v1")
+            assert follower.check() == "v1"
+            store.alias("scale", "canary", "v2")  # the live version: the canary ends
+            assert follower.check() is None
+            assert service.model_info()["canary"] is None
+
     def test_the_thread_follows_and_stops(self, store: ModelStore) -> None:
         with md.Service(store.load("scale", "production"), workers=0) as service:
             follower = AliasFollower(store, "scale", "production", service, interval=0.01)
@@ -89,12 +109,12 @@ class TestInProcess:
 def test_every_worker_process_follows_the_alias_with_no_failed_request(
     store: ModelStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two uvicorn worker processes, continuous load, the alias moved by the real command."""
+    """Two uvicorn worker processes under load; the aliases moved by the real command."""
     monkeypatch.setenv(KEY_ENV, KEY)
     monkeypatch.setenv("MODELDEPLOY_FOLLOW_INTERVAL", "0.2")
     # two spawned processes each import numpy and load the model: slow on a busy machine
     monkeypatch.setattr(servers, "READY_WITHIN", 90.0)
-    server = serve(f"{store.root}/scale@production", "--workers", "2")
+    server = serve(f"{store.root}/scale@production", "--workers", "2", "--canary-alias", "canary")
     stop = threading.Event()
     answers: Counter[tuple[int, str, float | str]] = Counter()
     lock = threading.Lock()
@@ -114,29 +134,38 @@ def test_every_worker_process_follows_the_alias_with_no_failed_request(
                 answers[answer] += 1
                 recent.append(answer[1])
 
+    def move(alias: str, version: str) -> None:
+        moved = subprocess.run(
+            [sys.executable, "-m", "modeldeploy", "models", "alias", str(store.root), "scale",
+             alias, version],
+            cwd=ROOT, env={**os.environ}, capture_output=True, text=True, timeout=60,
+            check=False,
+        )  # fmt: skip
+        assert moved.returncode == 0, moved.stderr
+        with lock:
+            recent.clear()
+
+    def settle(done: Callable[[list[str]], bool]) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with lock:
+                if done(recent):
+                    return
+            stop.wait(0.02)  # a bounded poll while the processes pick the alias up
+        raise AssertionError(f"the processes did not settle; last answers {recent[-10:]}")
+
     threads = [threading.Thread(target=load) for _ in range(6)]
     try:
         for thread in threads:
             thread.start()
-        # deploy, roll back, deploy again: each move reaches both processes
-        for version in ("v2", "v1", "v2"):
-            moved = subprocess.run(
-                [sys.executable, "-m", "modeldeploy", "models", "alias", str(store.root),
-                 "scale", "production", version],
-                cwd=ROOT, env={**os.environ}, capture_output=True, text=True, timeout=60,
-                check=False,
-            )  # fmt: skip
-            assert moved.returncode == 0, moved.stderr
-            with lock:
-                recent.clear()
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                with lock:
-                    settled = len(recent) > 100 and set(recent[-100:]) == {version}
-                if settled:
-                    break
-                stop.wait(0.05)  # a bounded poll while the processes pick the alias up
-            assert settled, f"the processes did not all move to {version}"
+        # ten deploys and ten rollbacks, each reaching both processes, then a canary
+        for version in ("v2", "v1") * 10:
+            move("production", version)
+            settle(lambda seen, v=version: len(seen) > 50 and set(seen[-50:]) == {v})
+        move("canary", "v2")  # 5% of the requests, in every process
+        settle(lambda seen: len(seen) > 400 and "v2" in seen[-400:])
+        move("production", "v2")  # promoted
+        settle(lambda seen: len(seen) > 50 and set(seen[-50:]) == {"v2"})
         stop.set()
         for thread in threads:
             thread.join(30)

@@ -118,6 +118,10 @@ def _import_spec(spec: str) -> object | None:
         raise ModelNotFoundError(f"{module_name!r} has no attribute {attr_path!r}") from exc
 
 
+# --canary-alias, --canary-weight, --canary-key, for every server process
+_CANARY_ALIAS_ENV: Final = "MODELDEPLOY_CANARY_ALIAS"
+_CANARY_WEIGHT_ENV: Final = "MODELDEPLOY_CANARY_WEIGHT"
+_CANARY_KEY_ENV: Final = "MODELDEPLOY_CANARY_KEY"
 FOLLOW_ENV: Final = "MODELDEPLOY_FOLLOW_INTERVAL"
 """Seconds between two looks at a followed store alias (``ROOT/NAME@ALIAS``); default 2."""
 
@@ -136,9 +140,22 @@ def _store_spec(spec: str) -> object | None:
         return None
     store, name, ref = parsed
     service = Service(store.load(name, ref), monitors=[PrometheusMonitor()])
-    if not (ref == LATEST or ref in store.versions(name)):
+    canary_alias = os.environ.get(_CANARY_ALIAS_ENV) or None
+    if ref == LATEST or ref in store.versions(name):
+        if canary_alias is not None:
+            raise ModelLoadError("--canary-alias needs SPEC to name an alias: ROOT/NAME@ALIAS")
+    else:
         interval = float(os.environ.get(FOLLOW_ENV) or 2.0)
-        AliasFollower(store, name, ref, service, interval=interval).start()
+        AliasFollower(
+            store,
+            name,
+            ref,
+            service,
+            interval=interval,
+            canary_alias=canary_alias,
+            canary_weight=float(os.environ.get(_CANARY_WEIGHT_ENV) or 0.05),
+            canary_key=os.environ.get(_CANARY_KEY_ENV) or None,
+        ).start()
         logger.info("following alias %s of model %s (every %g s)", ref, name, interval)
     # the admin deploy route, when on, loads versions from this store
     return HTTPApp(service, admin_token=_admin_token(), stores={name: store})
@@ -305,6 +322,16 @@ def resolve(spec: str) -> HTTPApp:
 # -- the command line ---------------------------------------------------------------
 
 
+def _weight(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a weight between 0 and 1")
+    return value
+
+
 def add_parser(commands: Commands) -> None:
     """Add the ``serve`` subcommand to the ``modeldeploy`` parser."""
     serve = commands.add_parser(
@@ -374,6 +401,28 @@ def add_parser(commands: Commands) -> None:
         "--access-log",
         action="store_true",
         help="log every request (off by default: it costs throughput)",
+    )
+    serve.add_argument(
+        "--canary-alias",
+        metavar="ALIAS",
+        default=None,
+        help=(
+            "with SPEC ROOT/NAME@ALIAS: also follow this alias; while it names another "
+            "version, that version answers --canary-weight of the requests"
+        ),
+    )
+    serve.add_argument(
+        "--canary-weight",
+        type=_weight,
+        default=0.05,
+        metavar="W",
+        help="the canary's share of the requests, 0 to 1 (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--canary-key",
+        metavar="HEADER",
+        default=None,
+        help="a request header that keeps each client on one side of the canary",
     )
     serve.add_argument(
         "--admin",
@@ -461,6 +510,11 @@ def _serve(options: argparse.Namespace) -> int:
         raise UsageError("wsgiref runs one process: drop --workers or pick another --server")
     if options.grpc_port is not None and options.grpc_port == options.port:
         raise UsageError("--grpc-port must differ from --port")
+    if options.canary_alias is not None:
+        os.environ[_CANARY_ALIAS_ENV] = options.canary_alias
+        os.environ[_CANARY_WEIGHT_ENV] = repr(options.canary_weight)
+        if options.canary_key is not None:
+            os.environ[_CANARY_KEY_ENV] = options.canary_key
     if options.admin:
         if not os.environ.get(ADMIN_ENV):
             raise UsageError(f"--admin needs a token in the environment variable {ADMIN_ENV}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import ModelDeployError
@@ -43,6 +44,13 @@ class AliasFollower:
             ready (it may be created before the service starts).
         interval: Seconds between two looks at the alias.
         trusted: Passed to :meth:`ModelStore.load` for pickled artifacts.
+        canary_alias: A second alias (``"canary"``): while it names a version
+            other than the live one, that version answers *canary_weight* of
+            the requests (:meth:`Service.canary <modeldeploy.Service.canary>`);
+            moving the main alias to it promotes it without a second load;
+            removing it, or pointing it at the live version, ends the canary.
+        canary_weight: The canary's share of the requests.
+        canary_key: A request header that keeps each client on one side.
 
     Example:
         ``AliasFollower(store, "iris", "production", service).start()``; stop
@@ -60,6 +68,9 @@ class AliasFollower:
         *,
         interval: float = 2.0,
         trusted: bool = False,
+        canary_alias: str | None = None,
+        canary_weight: float = 0.05,
+        canary_key: str | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be > 0, got {interval}")
@@ -69,6 +80,9 @@ class AliasFollower:
         self.service = service
         self.interval = interval
         self.trusted = trusted
+        self.canary_alias = canary_alias
+        self.canary_weight = canary_weight
+        self.canary_key = canary_key
         self._stop = threading.Event()
         self._failed: str | None = None  # the version whose last try failed, not retried
         self._thread = threading.Thread(
@@ -88,44 +102,101 @@ class AliasFollower:
 
     def check(self) -> str | None:
         """
-        Look at the alias once; deploy or roll back when it moved.
+        Look at the aliases once; deploy, roll back, promote or run a canary as they say.
 
         Returns:
-            The version now live when this call changed it, else ``None``.
+            The version now live when this call changed it, else the canary's
+            version when this call started one, else ``None``.
         """
         service = self.service
         if not service.ready():
             return None
-        try:
-            wanted = self.store.resolve(self.name, self.alias)
-        except ModelDeployError as exc:
-            logger.warning("following %s@%s: %s", self.name, self.alias, exc.message)
+        wanted = self._resolve(self.alias)
+        if wanted is None:
             return None
+        live = self._follow_live(wanted)
+        if self.canary_alias is None:
+            return live
+        canary = self._follow_canary(self._resolve(self.canary_alias, missing_ok=True))
+        return live or canary
+
+    def _resolve(self, alias: str, *, missing_ok: bool = False) -> str | None:
+        try:
+            return self.store.resolve(self.name, alias)
+        except ModelDeployError as exc:
+            if not missing_ok:
+                logger.warning("following %s@%s: %s", self.name, alias, exc.message)
+            return None
+
+    def _follow_live(self, wanted: str) -> str | None:
+        service = self.service
         if wanted == service.version or wanted == self._failed:
             return None
         info = service.model_info()
-        try:
+        canary = info["canary"]["version"] if info["canary"] else None
+
+        def switch() -> str:
+            if wanted == canary:
+                return service.promote()  # loaded already: no second load
             if wanted == info["previous"]:
-                live = service.rollback()
-            else:
-                predictor = self.store.load(self.name, wanted, trusted=self.trusted)
-                live = service.deploy(predictor, version=wanted)
+                return service.rollback()
+            predictor = self.store.load(self.name, wanted, trusted=self.trusted)
+            return service.deploy(predictor, version=wanted)
+
+        live = self._try(self.alias, wanted, switch)
+        if live is not None:
+            logger.info(
+                "alias %s of model %s moved: version %s is live", self.alias, self.name, live
+            )
+        return live
+
+    def _follow_canary(self, wanted: str | None) -> str | None:
+        service = self.service
+        info = service.model_info()
+        running = info["canary"]["version"] if info["canary"] else None
+        if wanted is None or wanted == service.version:
+            if running is not None:
+                service.end_canary()
+                logger.info("canary alias of model %s cleared: canary ended", self.name)
+            return None
+        if wanted == running or wanted == self._failed:
+            return None
+
+        def start() -> str:
+            if running is not None:
+                service.end_canary()
+            # the previous version is loaded already: no second load of it
+            predictor = (
+                None
+                if wanted == info["previous"]
+                else self.store.load(self.name, wanted, trusted=self.trusted)
+            )
+            return service.canary(
+                predictor, weight=self.canary_weight, key=self.canary_key, version=wanted
+            )
+
+        assert self.canary_alias is not None
+        return self._try(self.canary_alias, wanted, start)
+
+    def _try(self, alias: str, wanted: str, action: Callable[[], str]) -> str | None:
+        """Run *action*; a version that cannot be deployed is logged once and remembered."""
+        try:
+            done = action()
         except (ModelDeployError, ValueError) as exc:
             self._failed = wanted
             message = exc.message if isinstance(exc, ModelDeployError) else str(exc)
             logger.error(
                 "alias %s of model %s names %s, which cannot be deployed: %s; "
                 "version %s keeps serving",
-                self.alias,
+                alias,
                 self.name,
                 wanted,
                 message,
-                service.version,
+                self.service.version,
             )
             return None
         self._failed = None
-        logger.info("alias %s of model %s moved: version %s is live", self.alias, self.name, live)
-        return live
+        return done
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
