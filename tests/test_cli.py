@@ -46,6 +46,9 @@ SERVE_OPTIONS = [
     "--max-connections",
     "--log-level",
     "--access-log",
+    "--canary-alias",
+    "--canary-weight",
+    "--canary-key",
     "--admin",
 ]
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]

@@ -176,3 +176,24 @@ def test_every_worker_process_follows_the_alias_with_no_failed_request(
     # every answer is a 200 computed by the version it names: v1 doubles, v2 triples
     assert set(answers) <= {(200, "v1", 2.0), (200, "v2", 3.0)}, answers
     assert answers[200, "v2", 3.0] > 100 and answers[200, "v1", 2.0] > 100
+
+
+@pytest.mark.parametrize("weight", ["1.5", "-0.1", "lots"])
+def test_a_canary_weight_outside_0_to_1_is_a_usage_error(weight: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "modeldeploy", "serve", "x/y@z", "--canary-weight", weight],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "is not a weight between 0 and 1" in done.stderr
+
+
+def test_a_canary_alias_needs_an_alias_spec(store: ModelStore) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "modeldeploy", "serve", f"{store.root}/scale@v1",
+         "--canary-alias", "canary", "--server", "wsgiref"],
+        cwd=ROOT, env={**os.environ, KEY_ENV: KEY}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--canary-alias needs SPEC to name an alias" in done.stderr

@@ -146,33 +146,42 @@ class _ReadDeadline:
         transport.close()
 
 
-class H11Protocol(h11_impl.H11Protocol):
-    """uvicorn's h11 protocol with read deadlines for the headers and the body."""
+class _ReadDeadlines:
+    """
+    The read deadlines, mixed into either of uvicorn's HTTP protocols.
+
+    Listed before the protocol class in the bases, so each hook runs ours around
+    uvicorn's own (``super()`` is the protocol).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._read_deadline = _ReadDeadline(self)
+        self._read_deadline = _ReadDeadline(self)  # type: ignore[arg-type]
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         """Start the headers deadline of a new connection."""
-        super().connection_made(transport)
+        super().connection_made(transport)  # type: ignore[misc]
         self._read_deadline.headers()
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser, then follow the request: headers in, body in."""
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[misc]
         self._read_deadline.received()
 
     def on_response_complete(self) -> None:
         """Start the headers deadline of the next request on this connection."""
         self._read_deadline.headers()
-        super().on_response_complete()  # may start a pipelined request
+        super().on_response_complete()  # type: ignore[misc]  # may start a pipelined request
         self._read_deadline.received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Drop the deadline with the connection."""
         self._read_deadline.cancel()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
+
+
+class H11Protocol(_ReadDeadlines, h11_impl.H11Protocol):  # type: ignore[misc]
+    """uvicorn's h11 protocol with read deadlines for the headers and the body."""
 
 
 try:
@@ -183,33 +192,8 @@ except ImportError:  # httptools is optional: uvicorn then uses h11 too
 
 if httptools_impl is not None:
 
-    class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
+    class HttpToolsProtocol(_ReadDeadlines, httptools_impl.HttpToolsProtocol):  # type: ignore[misc]
         """uvicorn's httptools protocol with read deadlines for the headers and the body."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._read_deadline = _ReadDeadline(self)
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            """Start the headers deadline of a new connection."""
-            super().connection_made(transport)
-            self._read_deadline.headers()
-
-        def data_received(self, data: bytes) -> None:
-            """Feed the parser, then follow the request: headers in, body in."""
-            super().data_received(data)
-            self._read_deadline.received()
-
-        def on_response_complete(self) -> None:
-            """Start the headers deadline of the next request on this connection."""
-            self._read_deadline.headers()
-            super().on_response_complete()
-            self._read_deadline.received()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            """Drop the deadline with the connection."""
-            self._read_deadline.cancel()
-            super().connection_lost(exc)
 
     __all__ += ["HttpToolsProtocol"]
 
