@@ -12,20 +12,18 @@ import http.client
 import importlib.util
 import json
 import os
-import subprocess
-import tempfile
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import attrs
 import numpy as np
 import pytest
 
 from modeldeploy.demo import predict_proba
-from tests.conftest import IN_CI, require_tool
+from tests.conftest import IN_CI
+from tests.integration.prometheus import running
 from tests.integration.servers import STOP_WITHIN, free_port, request
 
 pytestmark = [
@@ -249,40 +247,8 @@ def test_a_killed_replica_is_replaced_and_requests_keep_succeeding(ray_serve: Ra
 @pytest.fixture(scope="module")
 def prometheus(ray_serve: RayServe) -> Iterator[int]:
     """A Prometheus of our own scraping Ray's metrics export every second."""
-    binary = require_tool("prometheus")
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "prometheus.yml"
-        config.write_text(
-            "global:\n"
-            "  scrape_interval: 1s\n"
-            "scrape_configs:\n"
-            "  - job_name: ray\n"
-            "    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{ray_serve.metrics_port}']\n"
-        )
-        with (Path(tmp) / "prometheus.log").open("wb") as output:
-            process = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={Path(tmp) / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--log.level=warn",
-                ],
-                stdout=output,
-                stderr=output,
-                start_new_session=True,
-            )
-        try:
-            yield port
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_WITHIN)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+    with running([ray_serve.metrics_port], job="ray") as server:
+        yield server.port
 
 
 def query(port: int, promql: str) -> dict[str, float]:
