@@ -134,7 +134,8 @@ class Traffic(threading.Thread):
             started = time.perf_counter()
             try:
                 status = self.one()
-            except OSError as exc:
+            except (OSError, http.client.HTTPException) as exc:
+                # a reset, or an answer cut short (IncompleteRead) by a killed worker
                 self.errors.append(repr(exc))
                 continue
             took = time.perf_counter() - started

@@ -53,7 +53,7 @@ class Client(threading.Thread):
                 response = connection.getresponse()
                 response.read()
                 self.count(str(response.status))
-            except OSError as exc:  # reset, closed without an answer, timed out: lost
+            except (OSError, http.client.HTTPException) as exc:  # reset, cut short: lost
                 self.lost.append(repr(exc))
             finally:
                 connection.close()
