@@ -52,14 +52,8 @@ _DTYPES = {
 
 
 def _import_onnxruntime() -> Any:
-    try:
-        return import_extra("onnxruntime", "modeldeploy.predictors.onnx")
-    except ModuleNotFoundError as exc:
-        if exc.name != "onnxruntime":
-            raise
-        raise ModuleNotFoundError(
-            f"ONNX models need onnxruntime: pip install {EXTRA!r}", name="onnxruntime"
-        ) from exc
+    # the shared helper's error names what to install: pip install 'modeldeploy[...]'
+    return import_extra("onnxruntime", "ONNX models")
 
 
 def _spec(node: Any) -> TensorSpec:

@@ -33,14 +33,8 @@ The extra that brings PyTorch: ``pip install "modeldeploy[torch]"``.
 
 
 def _import_torch() -> Any:
-    try:
-        return import_extra("torch", "modeldeploy.predictors.torch")
-    except ModuleNotFoundError as exc:
-        if exc.name != "torch":
-            raise
-        raise ModuleNotFoundError(
-            f"PyTorch models need torch: pip install {EXTRA!r}", name="torch"
-        ) from exc
+    # the shared helper's error names what to install: pip install 'modeldeploy[...]'
+    return import_extra("torch", "PyTorch models")
 
 
 class _TorchPredictor(PredictorBase):
