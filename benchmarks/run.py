@@ -12,7 +12,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != HERE] + [str(HERE)]
 
 # each module has main(); the order is cheapest first
-BENCHMARKS = ["serializers", "store", "overhead", "monitors", "batching", "http", "scale"]
+BENCHMARKS = ["serializers", "store", "overhead", "app", "monitors", "batching", "http", "scale"]
 
 
 def main(argv: list[str]) -> int:
