@@ -146,6 +146,77 @@ class _ReadDeadline:
         transport.close()
 
 
+class _HeldWrites:
+    """
+    A connection's transport as its protocol writes to it: a head waits for its body.
+
+    uvicorn writes a response's status line and headers as soon as the app
+    sends ``http.response.start``, and the body with the next message: two
+    ``send`` system calls and two TCP segments for most answers. Here a write
+    is held until the next one, and both go out in one ``writelines`` (one
+    ``writev``); a write nothing follows goes out when the loop comes round
+    (a ``call_soon``), so a streamed answer's head is never held longer.
+    One system call less a response: the raw app of ``benchmarks/http.py``
+    took 48 us of server CPU a request this way, 53 us with uvicorn's own
+    protocol (wrk, c=64, six interleaved runs on a shared machine).
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        """Hold *data* until the next write or the loop's next round; send both as one."""
+        held = self._held
+        if held is None:
+            if data:
+                self._held = data
+                self._loop.call_soon(self.flush)
+            return
+        self._held = None
+        self._transport.writelines((held, data))
+
+    def flush(self) -> None:
+        """Send what is held, if anything."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def writelines(self, data: Any) -> None:
+        """Send what is held, then *data*."""
+        self.flush()
+        self._transport.writelines(data)
+
+    def write_eof(self) -> None:
+        """Send what is held, then close the writing side."""
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        """Send what is held, then close."""
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        """Whether the connection is closing or closed."""
+        return self._transport.is_closing()
+
+    def get_write_buffer_size(self) -> int:
+        """The transport's buffered bytes, and what is held here."""
+        held = self._held
+        return self._transport.get_write_buffer_size() + (len(held) if held else 0)
+
+    def __getattr__(self, name: str) -> Any:
+        # the rest of the transport's interface (pause_reading, get_extra_info,
+        # set_protocol...), as it is
+        return getattr(self._transport, name)
+
+
 class _ReadDeadlines:
     """
     The read deadlines, mixed into either of uvicorn's HTTP protocols.
@@ -159,8 +230,10 @@ class _ReadDeadlines:
         self._read_deadline = _ReadDeadline(self)  # type: ignore[arg-type]
 
     def connection_made(self, transport: asyncio.Transport) -> None:
-        """Start the headers deadline of a new connection."""
+        """Start the headers deadline of a new connection; hold a head for its body."""
         super().connection_made(transport)  # type: ignore[misc]
+        # after uvicorn's own: its flow control keeps the transport itself
+        self.transport = _HeldWrites(transport, self.loop)  # type: ignore[attr-defined]
         self._read_deadline.headers()
 
     def data_received(self, data: bytes) -> None:
