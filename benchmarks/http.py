@@ -7,6 +7,9 @@ on the same 2 cores as wrk, c=64. Contestants (``benchmarks/apps/``):
 
 * the limit: a hand-written raw ASGI app under uvicorn with uvloop and httptools,
   ``--workers 2``, no framework (read the body, orjson, predict, orjson, send);
+* the same app on the uvicorn protocol ``modeldeploy serve`` runs
+  (``modeldeploy.servers.uvicorn``: read deadlines, and one write per answer), to
+  show what of the CLI's figure comes from the server and what from the app;
 * ``modeldeploy serve modeldeploy_app:service --workers 2``: the CLI as a user runs
   it (uvicorn, uvloop and httptools from the ``asgi`` extra; a ``workers=0`` service
   computes on the event loop), with JSON on ``/predict`` and V2 JSON;
@@ -21,8 +24,8 @@ before it is measured. The contestants of a model take turns, ROUNDS times, and 
 cell is the run of median req/s. The heavy model is reported against two limits of
 the same run: the raw unbatched app, and the model's own batch-64 loop plus the
 transport's cost per request (the raw app answering the same body without computing
-anything: an echo of the input), ``1 / (1 / echo req/s + 1 / bare batch-64 samples/s
-on the 2 cores)``.
+anything, on modeldeploy's protocol: an echo of the input),
+``1 / (1 / echo req/s + 1 / bare batch-64 samples/s on the 2 cores)``.
 
 Targets: tiny, CLI >= 0.8x the raw app's req/s and p99 <= 1.2x; V2 JSON >= 0.7x; WSGI
 >= the Flask app; heavy with batching >= 0.6x the second limit.
@@ -73,10 +76,14 @@ SERVER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THRE
 SPEC = "modeldeploy_app:service"
 
 
-def _uvicorn(target: str, port: int) -> list[str]:
+# modeldeploy's uvicorn protocol: httptools with read deadlines and one write per answer
+OUR_PROTOCOL = "modeldeploy.servers.uvicorn:HttpToolsProtocol"
+
+
+def _uvicorn(target: str, port: int, http: str = "httptools") -> list[str]:
     return ["-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
             "--workers", str(PROCESSES), "--log-level", "warning", "--no-access-log",
-            "--loop", "uvloop", "--http", "httptools"]  # fmt: skip
+            "--loop", "uvloop", "--http", http]  # fmt: skip
 
 
 def _gunicorn(target: str, port: int) -> list[str]:
@@ -100,10 +107,16 @@ class Contestant:
 
 
 RAW = Contestant("raw", "raw ASGI app, uvicorn (the limit)", lambda p: _uvicorn("raw_asgi:app", p))
+RAW_OURS = Contestant(
+    "raw-ours",
+    "raw ASGI app, uvicorn with modeldeploy's protocol",
+    lambda p: _uvicorn("raw_asgi:app", p, OUR_PROTOCOL),
+)
+# the transport as the CLI runs it (modeldeploy's protocol): the stricter limit
 ECHO = Contestant(
     "echo",
-    "raw ASGI app, no model (the transport)",
-    lambda p: _uvicorn("raw_asgi:app", p),
+    "raw ASGI app, no model (the transport), modeldeploy's protocol",
+    lambda p: _uvicorn("raw_asgi:app", p, OUR_PROTOCOL),
     (("BENCH_ECHO", "1"),),
 )
 CLI = Contestant("cli", "**`modeldeploy serve --workers 2`**", lambda p: _serve(p))
@@ -118,7 +131,7 @@ FLASK = Contestant(
     "flask", "naive Flask, gunicorn gthread", lambda p: _gunicorn("naive_flask:app", p)
 )
 CONTESTANTS = {
-    "tiny": (RAW, CLI, CLI_V2, CLI_WSGI, FLASK),
+    "tiny": (RAW, RAW_OURS, CLI, CLI_V2, CLI_WSGI, FLASK),
     "heavy": (RAW, ECHO, CLI),
 }
 
@@ -584,9 +597,12 @@ def report(results: dict) -> None:
     cells, memory, _ = results["tiny"]
     raw, cli, v2 = cells[RAW.key], cells[CLI.key], cells[CLI_V2.key]
     wsgi, flask = cells[CLI_WSGI.key], cells[FLASK.key]
+    ours = cells[RAW_OURS.key]
     tiny_rows = [
         row(RAW.label, raw, None, memory[RAW.key]),
+        row(RAW_OURS.label, ours, raw, memory[RAW_OURS.key]),
         row(CLI.label, cli, raw, memory[CLI.key]),
+        row(CLI.label + ", vs the raw app on its protocol", cli, ours, None),
         row(CLI_V2.label, v2, raw, None),
         row(FLASK.label, flask, None, memory[FLASK.key]),
         row(CLI_WSGI.label + ", vs Flask", wsgi, flask, memory[CLI_WSGI.key]),
@@ -621,6 +637,7 @@ def report(results: dict) -> None:
             f"tiny, CLI: {verdict(cli.rate / raw.rate, 0.8)}, p99 {cli.p99 / raw.p99:.2f}x "
             f"(target <= 1.2x {'met' if cli.p99 <= 1.2 * raw.p99 else 'missed'})"
         ),
+        f"the CLI against the raw app on the CLI's own protocol: {cli.rate / ours.rate:.2f}x",
         f"V2 JSON: {verdict(v2.rate / raw.rate, 0.7)}",
         f"WSGI under gunicorn vs Flask: {verdict(wsgi.rate / flask.rate, 1.0)}",
         (
