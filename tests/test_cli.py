@@ -539,7 +539,8 @@ def wait_until(condition: Callable[[], bool], what: str, process: Process) -> No
 def test_dead_uvicorn_worker_is_marked_dead(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A worker that dies is replaced, and its live gauges leave the shared directory."""
+    """A worker that dies is replaced, its live gauges leave the shared directory, and
+    what it served keeps counting: every request of both workers is in one scrape."""
     metrics = tmp_path / "metrics"
     metrics.mkdir()
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics))
@@ -552,12 +553,27 @@ def test_dead_uvicorn_worker_is_marked_dead(
             process,
         )
         workers = {p for p in worker_pids(process.pid) if gauge_files(metrics, p)}
+        sent = 0
+
+        def both_served() -> bool:
+            # a new connection per request: the kernel spreads them over the workers
+            nonlocal sent
+            check_predict(process.port)
+            sent += 1
+            return all(ok_in_files(metrics, pid) > 0 for pid in workers)
+
+        wait_until(both_served, "requests answered by both workers", process)
+        assert served(process.port) == sent  # whichever worker answers the scrape
         victim = min(workers)
+        assert ok_in_files(metrics, victim) > 0
+        assert (metrics / f"gauge_livesum_{victim}-requests.db").exists()
         os.kill(victim, signal.SIGKILL)
         wait_until(
             lambda: not gauge_files(metrics, victim), "the dead worker's gauges gone", process
         )
+        assert (metrics / f"counter_{victim}-requests.db").exists()
         wait_until(lambda: is_ready(process.port), "the server ready again", process)
+        assert served(process.port) == sent  # the dead worker's requests still count
         assert any(p not in workers for p in worker_pids(process.pid))  # replaced
         assert stop_status(process) == 0
     finally:
@@ -566,7 +582,26 @@ def test_dead_uvicorn_worker_is_marked_dead(
 
 
 def gauge_files(directory: Path, pid: int) -> list[Path]:
-    return list(directory.glob(f"gauge_live*_{pid}.db"))
+    """prometheus_client's live gauges of *pid*, and the monitor's ``inflight_requests``."""
+    return [
+        *directory.glob(f"gauge_live*_{pid}.db"),
+        *directory.glob(f"gauge_livesum_{pid}-requests.db"),
+    ]
+
+
+def ok_in_files(directory: Path, pid: int) -> float:
+    """The demo's successful requests in the request files of process *pid*."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    path = directory / f"counter_{pid}-requests.db"
+    if not path.exists():
+        return 0.0
+    return sum(
+        s.value
+        for family in MultiProcessCollector.merge([str(path)])  # type: ignore[no-untyped-call]
+        for s in family.samples
+        if s.labels.get("code") == "ok" and s.labels.get("model") == "demo"
+    )
 
 
 def stop_status(process: Process) -> int:

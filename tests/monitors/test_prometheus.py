@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
+import weakref
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
@@ -33,12 +36,14 @@ from modeldeploy.monitors import (
     MonitorFailed,
     PrometheusMonitor,
 )
+from modeldeploy.monitors import _multiprocess as multiprocess_module
 from modeldeploy.monitors import prometheus as prometheus_module
 from tests import strategies
 
-# where the request metrics live: our own store ("process", the default), or
-# prometheus_client's objects ("client", what multiprocess mode uses)
-STORES = ["process", "client"]
+# where the request metrics live: our own store in memory ("process", the
+# default), or in this process's files ("files", what multiprocess mode uses),
+# read back here through this process's own collector
+STORES = ["process", "files"]
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -80,18 +85,34 @@ def request(monitor: PrometheusMonitor, **kwargs: object) -> None:
     monitor.on_request_end(event)
 
 
-def client_store() -> AbstractContextManager[object]:
-    """While active, a new monitor keeps its request metrics in prometheus_client's objects.
+@contextmanager
+def files_store(remove: bool = True) -> Iterator[str]:
+    """While active, a new monitor keeps its request metrics in files of a fresh directory.
 
-    Their values stay in process (prometheus_client is not in multiprocess mode),
-    so they can be scraped and compared with the process store.
+    The files are those of multiprocess mode; the other metrics stay in
+    process (prometheus_client's value class is left as it is).
     """
-    return mock.patch.object(prometheus_module, "_in_process", return_value=False)
+    directory = tempfile.mkdtemp(prefix="modeldeploy-test-")
+    try:
+        with (
+            mock.patch.object(prometheus_module, "_in_process", return_value=False),
+            mock.patch.dict(os.environ, {"PROMETHEUS_MULTIPROC_DIR": directory}),
+        ):
+            yield directory
+    finally:
+        if remove:
+            forget(directory)
+
+
+def forget(directory: str) -> None:
+    multiprocess_module._files.pop((directory, os.getpid()), None)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def build(store: str, registry: CollectorRegistry, **kwargs: object) -> PrometheusMonitor:
-    if store == "client":
-        with client_store():
+    if store == "files":
+        with files_store(remove=False) as directory:
+            weakref.finalize(registry, forget, directory)  # the files live as long
             return PrometheusMonitor(registry, **kwargs)  # type: ignore[arg-type]
     return PrometheusMonitor(registry, **kwargs)  # type: ignore[arg-type]
 
@@ -99,8 +120,8 @@ def build(store: str, registry: CollectorRegistry, **kwargs: object) -> Promethe
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest) -> Iterator[str]:
     """Every monitor the test builds uses this store (patched before any is built)."""
-    if request.param == "client":
-        with client_store():
+    if request.param == "files":
+        with files_store():
             yield request.param
     else:
         yield request.param
@@ -171,7 +192,7 @@ class TestRequests:
     ) -> None:
         # guards the parametrization: both params must not test the same store
         recorder = monitor.request_recorder("iris", "1")
-        expected = {"process": "_Series", "client": "_ClientRecorder"}[store]
+        expected = {"process": "_Series", "files": "FileSeries"}[store]
         assert type(recorder).__name__ == expected
 
     def test_counts_by_code_and_returns_inflight_to_zero(
@@ -236,14 +257,15 @@ class TestRequests:
         assert value(samples, name, model="iris", version="1", le="1.0") == 1
         assert value(samples, "shop_requests_total", model="iris", version="1", code="ok") == 1
 
-    # the store fixture only patches how monitors are built: it holds for every example
+    # the store fixture only names the store: each example builds on files of its own
+    # (the files of one process are shared by every monitor of a namespace)
     @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(st.lists(strategies.finished_requests(), max_size=60))
     def test_counters_equal_the_counts_of_a_random_sequence(
-        self, events: list[RequestFinished]
+        self, store: str, events: list[RequestFinished]
     ) -> None:
         registry = CollectorRegistry()
-        monitor = PrometheusMonitor(registry)
+        monitor = build(store, registry)
         for event in events:
             monitor.on_request_start(started(event.model, event.version))
         for event in events:
@@ -405,13 +427,13 @@ class TestStores:
                 if finished:
                     recorder.end(code, latency)
             exposed.append(parsed(registry))
-        process, client = exposed
-        assert process == client
+        process, files = exposed
+        assert process == files
 
-    @pytest.mark.parametrize("store", STORES)
-    def test_created_series_follow_prometheus_client_switch(self, store: str) -> None:
+    def test_created_series_follow_prometheus_client_switch(self) -> None:
+        # in process only: the files, as prometheus_client's, keep no creation time
         registry = CollectorRegistry()
-        monitor = build(store, registry)
+        monitor = build("process", registry)
         record(monitor.request_recorder("iris", "1"))
         record(monitor.request_recorder("iris", "1"), "decode_error")
 
@@ -465,9 +487,12 @@ class TestStores:
             record(recorder, latency_s=0.01)
             record(recorder, latency_s=math.nan)
             text = generate_latest(registry).decode()  # OpenMetrics refuses a NaN sum
-            exposed.append([line for line in text.splitlines() if line and "_created" not in line])
-        process, client = exposed
-        assert process == client
+            # the files are read in prometheus_client's order: _sum before the buckets
+            exposed.append(
+                sorted(line for line in text.splitlines() if line and "_created" not in line)
+            )
+        process, files = exposed
+        assert process == files
         assert 'modeldeploy_requests_total{code="ok",model="m",version="1"} 2.0' in process
         assert 'modeldeploy_inflight_requests{model="m",version="1"} 0.0' in process
         assert 'modeldeploy_request_duration_seconds_count{model="m",version="1"} 1.0' in process

@@ -825,11 +825,11 @@ class _MultiprocessDir:
 
 
 def _mark_dead(pid: int | None) -> None:
-    """Drop the live-gauge files of a dead worker, as prometheus_client asks."""
+    """Drop the live-gauge files of a dead worker: prometheus_client's and the monitor's."""
     if pid is not None and os.environ.get(_MULTIPROC_ENV):
-        from prometheus_client import multiprocess
+        from modeldeploy.monitors.prometheus import mark_process_dead
 
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+        mark_process_dead(pid)
 
 
 # -- uvicorn ---------------------------------------------------------------------------

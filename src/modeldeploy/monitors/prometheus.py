@@ -29,13 +29,15 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+from ._multiprocess import FileStore, mark_process_dead
+
 if TYPE_CHECKING:
     from modeldeploy.events import BatchExecuted, ModelLoaded, RequestFinished, RequestStarted
     from modeldeploy.interfaces import RequestRecorder
 
     from .composite import MonitorFailed
 
-__all__ = ["BATCH_SIZE_BUCKETS", "LATENCY_BUCKETS", "PrometheusMonitor"]
+__all__ = ["BATCH_SIZE_BUCKETS", "LATENCY_BUCKETS", "PrometheusMonitor", "mark_process_dead"]
 
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005,
@@ -355,35 +357,6 @@ class _RequestStore(Collector):
         return families
 
 
-class _ClientRecorder:
-    """A recorder over prometheus_client's own metric objects (multiprocess mode)."""
-
-    __slots__ = ("_codes", "_inflight", "_labels", "_observe", "_requests")
-
-    def __init__(self, metrics: _Metrics, model: str, version: str) -> None:
-        assert metrics.requests is not None
-        assert metrics.duration is not None
-        assert metrics.inflight is not None
-        self._requests = metrics.requests
-        self._labels = (model, version)
-        self._codes: dict[str, Callable[[], None]] = {}
-        self._observe = metrics.duration.labels(model, version).observe
-        self._inflight = metrics.inflight.labels(model, version)
-
-    def start(self) -> None:
-        self._inflight.inc()
-
-    def end(self, code: str, latency_s: float, /) -> None:
-        try:
-            inc = self._codes[code]
-        except KeyError:
-            # a racing double bind stores the same child twice, which is harmless
-            inc = self._codes[code] = self._requests.labels(*self._labels, code).inc
-        inc()
-        self._observe(latency_s)
-        self._inflight.dec()
-
-
 class _Metrics:
     """One set of metric objects per (registry, namespace), shared by monitors."""
 
@@ -397,32 +370,11 @@ class _Metrics:
         self.buckets = buckets
         self.batch_size_buckets = batch_size_buckets
         ns = namespace
-        # request metrics: our own store in process, prometheus_client's objects
-        # (whose values it shares between processes) in multiprocess mode
-        self.store: _RequestStore | None = None
-        self.requests: Counter | None = None
-        self.duration: Histogram | None = None
-        self.inflight: Gauge | None = None
-        request_collectors: tuple[Collector, ...]
-        if _in_process():
-            self.store = _RequestStore(ns, buckets)
-            request_collectors = (self.store,)
-        else:
-            self.requests = Counter(
-                "requests", "Requests answered, by outcome code (ok or the error code).",
-                ("model", "version", "code"), namespace=ns, registry=None,
-            )  # fmt: skip
-            self.duration = Histogram(
-                "request_duration", "Time from request start to end.",
-                ("model", "version"), namespace=ns, unit="seconds", buckets=buckets,
-                registry=None,
-            )  # fmt: skip
-            # live modes: the files of a dead worker go (mark_process_dead), no pid label
-            self.inflight = Gauge(
-                "inflight_requests", "Requests started and not yet finished.",
-                ("model", "version"), namespace=ns, registry=None, multiprocess_mode="livesum",
-            )  # fmt: skip
-            request_collectors = (self.requests, self.duration, self.inflight)
+        # request metrics: our own store, in process or (multiprocess mode) in
+        # this process's files, which every process's /metrics reads
+        self.store: _RequestStore | FileStore = (
+            _RequestStore(ns, buckets) if _in_process() else FileStore(ns, buckets)
+        )
         self.model_info = Gauge(
             "model_info", "1 for the version of each model that is currently loaded.",
             ("model", "version"), namespace=ns, registry=None, multiprocess_mode="livemax",
@@ -458,7 +410,7 @@ class _Metrics:
         self.recorders: dict[tuple[str, str], RequestRecorder] = {}
 
         collectors: tuple[Collector, ...] = (
-            *request_collectors, self.model_info, self.load_seconds,
+            self.store, self.model_info, self.load_seconds,
             self.batch_size, self.queue_wait, self.compute,
             # before monitor_errors: a depth callable that raises counts in this scrape
             self.queue_depth, self.monitor_errors,
@@ -483,11 +435,7 @@ class _Metrics:
         with self.lock:
             recorder = self.recorders.get((model, version))
             if recorder is None:
-                recorder = self.recorders[model, version] = (
-                    self.store.series(model, version)
-                    if self.store is not None
-                    else _ClientRecorder(self, model, version)
-                )
+                recorder = self.recorders[model, version] = self.store.series(model, version)
             return recorder
 
 
