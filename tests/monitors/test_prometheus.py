@@ -814,3 +814,127 @@ class TestMultiprocessMode:
         os.close(read)
         found = self.read(directory)
         assert ("process_resident_memory_bytes", (("pid", str(pid)),)) in found
+
+    def test_request_files_read_as_prometheus_clients_own(self, directory: Any) -> None:
+        """The request files merge as prometheus_client's objects' files would."""
+        reference = directory / "reference"
+        reference.mkdir()
+        requests = [
+            ("iris", "1", "ok", 0.002), ("iris", "1", "ok", 0.00025),
+            ("iris", "1", "overloaded", 5.0), ("iris", "2", "ok", math.nan),
+            ("mlp", "1", "decode_error", 100.0), ("mlp", "1", "ok", 0.0),
+        ]  # fmt: skip
+        monitor = PrometheusMonitor(CollectorRegistry())
+        for model, version, code, latency in requests:
+            record(monitor.request_recorder(model, version), code, latency)
+        monitor.request_recorder("iris", "1").start()
+        with mock.patch.dict(os.environ, {"PROMETHEUS_MULTIPROC_DIR": str(reference)}):
+            from prometheus_client import Gauge, Histogram, values
+
+            with mock.patch.object(values, "ValueClass", values.get_value_class()):
+                counter = Counter(
+                    "requests", "Requests answered, by outcome code (ok or the error code).",
+                    ("model", "version", "code"), namespace="modeldeploy", registry=None,
+                )  # fmt: skip
+                histogram = Histogram(
+                    "request_duration", "Time from request start to end.", ("model", "version"),
+                    namespace="modeldeploy", unit="seconds", registry=None,
+                    buckets=LATENCY_BUCKETS,
+                )  # fmt: skip
+                gauge = Gauge(
+                    "inflight_requests", "Requests started and not yet finished.",
+                    ("model", "version"), namespace="modeldeploy", registry=None,
+                    multiprocess_mode="livesum",
+                )  # fmt: skip
+                for model, version, code, latency in requests:
+                    gauge.labels(model, version).inc()
+                    counter.labels(model, version, code).inc()
+                    histogram.labels(model, version).observe(latency)
+                    gauge.labels(model, version).dec()
+                gauge.labels("iris", "1").inc()
+
+        def requests_exposed(path: Any) -> list[str]:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
+            lines = generate_latest(registry).decode().splitlines()
+            return sorted(
+                line for line in lines if "modeldeploy_request" in line or "inflight" in line
+            )
+
+        from prometheus_client import multiprocess
+
+        mine = requests_exposed(directory)
+        assert mine == requests_exposed(reference)
+        assert 'modeldeploy_inflight_requests{model="iris",version="1"} 1.0' in mine
+        assert not [line for line in mine if "_created" in line]
+
+    def test_every_process_counts_and_a_dead_ones_inflight_goes(self, directory: Any) -> None:
+        """Requests of two processes, four threads each, in one read; then one ends."""
+        child = (
+            "import os, sys, threading\n"
+            "from prometheus_client import CollectorRegistry\n"
+            "from modeldeploy.monitors import PrometheusMonitor\n"
+            "recorder = PrometheusMonitor(CollectorRegistry()).request_recorder('iris', '1')\n"
+            "def work(code):\n"
+            "    for _ in range(250):\n"
+            "        recorder.start()\n"
+            "        recorder.end(code, 0.003)\n"
+            "codes = ('ok', 'ok', 'ok', 'bad')\n"
+            "threads = [threading.Thread(target=work, args=(c,)) for c in codes]\n"
+            "for t in threads: t.start()\n"
+            "for t in threads: t.join()\n"
+            "recorder.start()  # in flight when the process ends\n"
+            "print(os.getpid())\n"
+        )
+        pids = [
+            int(subprocess.run(
+                [sys.executable, "-c", child], check=True, capture_output=True, text=True,
+                env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)},
+            ).stdout)
+            for _ in range(2)
+        ]  # fmt: skip
+        for pid in pids:  # each process's files, in the shared directory
+            for kind in ("counter", "histogram", "gauge_livesum"):
+                assert (directory / f"{kind}_{pid}-requests.db").exists()
+        labels = {"model": "iris", "version": "1"}
+        before = self.read(directory)
+        assert value(before, "modeldeploy_requests_total", code="ok", **labels) == 2 * 750
+        assert value(before, "modeldeploy_requests_total", code="bad", **labels) == 2 * 250
+        name = "modeldeploy_request_duration_seconds"
+        assert value(before, f"{name}_count", **labels) == 2 * 1000
+        assert value(before, f"{name}_bucket", le="0.0025", **labels) == 0
+        assert value(before, f"{name}_bucket", le="0.005", **labels) == 2 * 1000
+        assert value(before, "modeldeploy_inflight_requests", **labels) == 2
+
+        prometheus_module.mark_process_dead(pids[0])
+        after = self.read(directory)
+        assert value(after, "modeldeploy_inflight_requests", **labels) == 1
+        assert {k: v for k, v in after.items() if "inflight" not in k[0]} == {
+            k: v for k, v in before.items() if "inflight" not in k[0]
+        }
+
+    def test_a_forked_child_writes_files_of_its_own(self, directory: Any) -> None:
+        registry = CollectorRegistry()
+        recorder = PrometheusMonitor(registry).request_recorder("iris", "1")
+        for _ in range(3):
+            record(recorder)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # a process with threads forks
+            pid = os.fork()
+        if pid == 0:  # the child: the recorder made before the fork, its own files
+            try:
+                record(recorder)
+                record(recorder, "bad")
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert status == 0
+        record(recorder)
+        labels = {"model": "iris", "version": "1"}
+        found = self.read(directory)
+        assert value(found, "modeldeploy_requests_total", code="ok", **labels) == 5
+        assert value(found, "modeldeploy_requests_total", code="bad", **labels) == 1
+        assert (directory / f"counter_{pid}-requests.db").exists()
+        own = scrape(registry)  # the monitor's registry: this process's files only
+        assert value(own, "modeldeploy_requests_total", code="ok", **labels) == 4
+        assert value(own, "modeldeploy_requests_total", code="bad", **labels) is None
