@@ -517,7 +517,9 @@ class PrometheusMonitor:
     The request metrics are kept by one recorder per model version (see
     :meth:`request_recorder`), one lock per request instead of
     prometheus_client's lock per value; in prometheus_client's multiprocess
-    mode they are its own objects, whose values it shares between processes.
+    mode each process writes them to files of its own in prometheus_client's
+    format, which ``/metrics`` of any process sums (a dead worker's
+    ``inflight_requests`` leaves the sum through :func:`mark_process_dead`).
     The batch metrics use label children bound once. Every
     ``on_request_start`` must be followed by one ``on_request_end`` with the
     same model and version, or ``inflight_requests`` drifts. Label values
