@@ -350,6 +350,11 @@ class TestUvicorn:
     def test_predict(self, server: Process) -> None:
         check_predict(server.port)
 
+    def test_answers_do_not_name_the_server(self, server: Process) -> None:
+        _, headers, _ = request(server.port, "GET", "/v2/health/live")
+        assert "server" not in headers
+        assert "date" in headers
+
     def test_logs_where_it_listens(self, server: Process, grpc_port: int) -> None:
         log = server.log()
         assert listening_line("uvicorn", server.port, "1 process") in log

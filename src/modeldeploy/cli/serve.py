@@ -866,6 +866,9 @@ def _uvicorn_options(options: argparse.Namespace) -> dict[str, Any]:
         "timeout_graceful_shutdown": int(_GRACE_S),
         # read deadlines, idle keep-alive and a connection limit (docs/reliability.md)
         "http": uvicorn_protocol(),
+        # no "server: uvicorn" on every answer: it tells a scanner what runs here, and
+        # costs a header a response (the Date header HTTP asks for stays)
+        "server_header": False,
         "timeout_keep_alive": options.keep_alive_timeout,
         "limit_concurrency": options.max_connections,
     }
