@@ -43,7 +43,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -649,12 +649,22 @@ class _ASGIWhileLoading:
         self.inner = inner
         self.loading = loading
         self._load_on_startup = load_on_startup
+        self._loaded = False  # loading.done seen set: a plain attribute, read per request
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # once loaded, one await more than the adapter alone
-        if self.loading.done.is_set() and scope["type"] == "http":
-            await self.inner(scope, receive, send)
-            return
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+        # once loaded, the adapter's own coroutine, with no frame of ours around it
+        # (uvicorn runs this with interface="asgi3": it awaits what the call returns);
+        # inlined for speed: 0.3 us a request in process, about 1 us in a server
+        if self._loaded and scope["type"] == "http":
+            return self.inner(scope, receive, send)
+        return self._call(scope, receive, send)
+
+    async def _call(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.loading.done.is_set():
+            self._loaded = True
+            if scope["type"] == "http":
+                await self.inner(scope, receive, send)
+                return
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
@@ -866,6 +876,9 @@ def _uvicorn_options(options: argparse.Namespace) -> dict[str, Any]:
         "timeout_graceful_shutdown": int(_GRACE_S),
         # read deadlines, idle keep-alive and a connection limit (docs/reliability.md)
         "http": uvicorn_protocol(),
+        # every app served is ASGI 3 (is_asgi_app checks), and _ASGIWhileLoading's
+        # __call__ returns the adapter's coroutine rather than being one
+        "interface": "asgi3",
         # no "server: uvicorn" on every answer: it tells a scanner what runs here, and
         # costs a header a response (the Date header HTTP asks for stays)
         "server_header": False,
