@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import queue
 import threading
@@ -96,15 +97,21 @@ class Waiter:
     cost: no Condition, no callbacks, one C-level lock handed from the worker
     to the waiting caller (measured: 68k -> 101k requests/s through a batched
     do-nothing model with 128 callers).
+
+    The waiters of one batch are woken in a chain (:func:`wake_chain`): the
+    worker wakes the first, and each caller, once awake, wakes the next.
     """
 
-    __slots__ = ("_done", "ok", "value")
+    __slots__ = ("_done", "_then", "gone", "ok", "value")
 
     def __init__(self) -> None:
         self._done = threading.Lock()
         self._done.acquire()
         self.ok = False
         self.value: Any = None
+        # the next waiter of a chain; whoever pops it wakes it (list.pop is atomic)
+        self._then: list[Waiter] = []
+        self.gone = False  # the caller stopped waiting: timed out or interrupted
 
     def set_running_or_notify_cancel(self) -> bool:
         """A blocking call cannot be cancelled: always run it."""
@@ -122,10 +129,53 @@ class Waiter:
 
     def wait(self, timeout: float | None) -> bool:
         """Block until answered or *timeout* seconds pass; True when answered."""
-        if timeout is None:
-            return self._done.acquire()
-        # a timeout past what the platform's lock accepts is as good as none
-        return self._done.acquire(timeout=min(timeout, threading.TIMEOUT_MAX))
+        try:
+            if timeout is None:
+                answered = self._done.acquire()
+            else:
+                # a timeout past what the platform's lock accepts is as good as none
+                answered = self._done.acquire(timeout=min(timeout, threading.TIMEOUT_MAX))
+        except BaseException:  # interrupted (KeyboardInterrupt): the chain goes on
+            if self._give_up():
+                _wake_next(self._then)
+            raise
+        if answered or self._give_up():
+            _wake_next(self._then)
+            return True
+        return False
+
+    def _give_up(self) -> bool:
+        """Stop waiting; True if the answer came meanwhile (then the chain is ours)."""
+        self.gone = True
+        # whoever woke us between our timeout and the flag saw it unset and left
+        # the rest of the chain to us: the lock tells whether that happened
+        return self._done.acquire(blocking=False)
+
+
+def _wake_next(then: list[Waiter]) -> None:
+    """Wake the waiter *then* holds, and the one after it for each caller gone."""
+    while True:
+        try:
+            following = then.pop()
+        except IndexError:  # the end of the chain, or passed on already
+            return
+        following._done.release()
+        if not following.gone:
+            return  # its caller passes the chain on when it wakes (or gives up)
+        then = following._then
+
+
+def wake_chain(waiters: list[Waiter]) -> None:
+    """
+    Wake the answered *waiters* of one batch, in order: each caller wakes the next.
+
+    The worker makes one wake-up instead of one per caller and goes back to
+    the model, and the callers do not all rush for the GIL at once (128
+    caller threads: see docs/benchmarks.md, dynamic batching).
+    """
+    for waiter, following in itertools.pairwise(waiters):
+        waiter._then.append(following)
+    _wake_next([waiters[0]])
 
 
 class AsyncWaiter:
@@ -571,6 +621,8 @@ class WorkerPool:
         self._timed = reports.timed
         self._draining = False
         self._queue: queue.Queue[Any] = queue.Queue()
+        # the jobs each event loop submitted in its current pass, queued when it ends
+        self._staged: dict[asyncio.AbstractEventLoop, collections.deque[Job]] = {}
         # stop() drains the queue once: a put that lands later (a job admitted just
         # before close() timed out) must not stay in a queue nobody reads
         self._stopped = False
@@ -586,18 +638,62 @@ class WorkerPool:
 
     def depth(self) -> int:
         """Jobs waiting in the queue (approximate, for the queue-depth gauge)."""
-        return self._queue.qsize()
+        return self._queue.qsize() + sum(len(jobs) for jobs in list(self._staged.values()))
 
     def put(self, job: Job) -> None:
-        """Queue an admitted job; once stopped, fail it with NotReadyError instead."""
+        """
+        Queue an admitted job; once stopped, fail it with NotReadyError instead.
+
+        With batching, an asyncio caller's job (put on its loop's thread) is
+        staged: the jobs a loop submits in one pass of its loop reach the
+        queue together when the pass ends. Taken as they came, while the loop
+        was still decoding the rest, they made batches of a few requests,
+        which cost the model up to 4x more per request than a full batch
+        (MLP 512-2048-512 served over HTTP, see docs/benchmarks.md).
+        """
+        future = job.future
+        if type(future) is AsyncWaiter and self._batching is not None:
+            loop = future.loop
+            staged = self._staged.get(loop)
+            if staged is None:
+                staged = self._staged[loop] = collections.deque()
+                loop.call_soon(self._flush, loop, staged)
+            staged.append(job)
+            return
         self._queue.put(job)
         if self._stopped:
             # stop() set the flag before its drain, so a put it could have missed
             # sees it: drain again (each job is taken by one get_nowait only)
             self._fail_queued()
 
+    def _flush(self, loop: asyncio.AbstractEventLoop, staged: collections.deque[Job]) -> None:
+        """On *loop*, when its pass ends: queue what it staged, in one hold of the lock."""
+        del self._staged[loop]  # on the loop's thread: no put of this loop runs meanwhile
+        self._queue_staged(staged)
+        if self._stopped:
+            self._fail_queued()
+
+    def _queue_staged(self, staged: collections.deque[Job]) -> None:
+        jobs: list[Job] = []
+        try:  # popleft is atomic: drain() may empty the same deque from its thread
+            while True:
+                jobs.append(staged.popleft())
+        except IndexError:
+            pass
+        if jobs:
+            queue_ = self._queue
+            with queue_.not_empty:  # queue.Queue's Condition, lock and deque (public)
+                queue_.queue.extend(jobs)
+                queue_.not_empty.notify(len(jobs))
+
+    def _unstage(self) -> None:
+        """Queue every loop's staged jobs now, from any thread (a loop may be blocked)."""
+        for staged in list(self._staged.values()):
+            self._queue_staged(staged)
+
     def _fail_queued(self) -> None:
-        """Fail every job still queued with NotReadyError; leave the stop markers."""
+        """Fail every job still queued or staged with NotReadyError; leave the stop markers."""
+        self._unstage()
         markers = []
         while True:
             try:
@@ -675,15 +771,24 @@ class WorkerPool:
     def _finish_all(self, jobs: list[Job], results: list[tuple[bool, Any]]) -> None:
         """Answer every job of a batch; asyncio callers get one delivery per loop."""
         by_loop: dict[asyncio.AbstractEventLoop, list[_Delivery]] = {}
-        for job, (ok, value) in zip(jobs, results, strict=True):
-            future = job.future
-            if type(future) is AsyncWaiter:
-                self._finish(job, ok, value, deliver=False)
-                by_loop.setdefault(future.loop, []).append((future.future, ok, value))
-            else:
-                self._finish(job, ok, value)
-        for loop, items in by_loop.items():
-            _deliver_to(loop, items)
+        waiters: list[Waiter] = []
+        try:
+            for job, (ok, value) in zip(jobs, results, strict=True):
+                future = job.future
+                if type(future) is AsyncWaiter:
+                    by_loop.setdefault(future.loop, []).append((future.future, ok, value))
+                    self._finish(job, ok, value, deliver=False)
+                elif type(future) is Waiter:
+                    future.ok, future.value = ok, value
+                    waiters.append(future)
+                    self._finish(job, ok, value, deliver=False)
+                else:
+                    self._finish(job, ok, value)
+        finally:  # what was answered is delivered, even if a report raised
+            for loop, items in by_loop.items():
+                _deliver_to(loop, items)
+            if waiters:
+                wake_chain(waiters)
 
     def _take_queued(self, most: int) -> list[Job]:
         """Take up to *most* queued jobs without waiting, in one hold of the queue's lock."""
@@ -763,6 +868,7 @@ class WorkerPool:
     def drain(self) -> None:
         """Stop waiting to fill batches: what is queued runs now, in partial batches."""
         self._draining = True
+        self._unstage()  # close() may block the loop that staged them
         for _ in self._threads:
             self._queue.put(self._WAKE)
 
