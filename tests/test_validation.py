@@ -114,6 +114,45 @@ class TestNumeric:
         assert result.dtype == np.float32
         assert result.tolist() == values
 
+    @given(
+        st.sampled_from(["float32", "float64"]),
+        st.lists(
+            st.floats(allow_nan=False, allow_infinity=False)
+            | st.integers(-(2**64), 2**64)
+            | st.sampled_from([2**24 + 1, -(2**53) - 1, 3.5e38, 1e300, 2**128]),
+            min_size=1,
+            max_size=6,
+        ),
+        st.sampled_from(["fixed", "free"]),
+    )
+    def test_a_list_of_numbers_changes_no_integer_silently(self, dtype, values, shape):
+        """
+        Floats and integers mixed, as JSON bodies carry them: every integer the
+        target holds exactly, every float as a cast writes it, or a refusal.
+        """
+        target = np.dtype(dtype)
+        spec = one(TensorSpec("x", dtype, (len(values),) if shape == "fixed" else (-1,)))
+        with np.errstate(over="ignore"):
+            changed = [v for v in values if type(v) is int and float(target.type(float(v))) != v]
+            cast = np.array([float(v) for v in values], dtype=np.float64).astype(target)
+        overflows = not np.isfinite(cast).all()
+        # an integer outside int64 and uint64 makes NumPy build an object array: refused
+        too_wide = any(type(v) is int and not -(2**63) <= v < 2**64 for v in values)
+        try:
+            result = validate(values, spec)
+        except ValidationError as exc:
+            message = str(exc)
+            if "got object" in message:
+                assert too_wide, message
+            else:
+                assert changed or overflows, message
+                assert "cannot be held exactly" in message or "out of range" in message
+            return
+        assert not changed, (values, result)
+        assert not overflows
+        assert result.dtype == target
+        assert result.tolist() == cast.tolist()
+
     def test_ints_and_bools_widen_to_floats(self):
         spec = one(TensorSpec("x", "float32", (3,)))
         assert validate([1, 2, 3], spec).tolist() == [1.0, 2.0, 3.0]
