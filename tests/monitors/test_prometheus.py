@@ -938,3 +938,22 @@ class TestMultiprocessMode:
         own = scrape(registry)  # the monitor's registry: this process's files only
         assert value(own, "modeldeploy_requests_total", code="ok", **labels) == 4
         assert value(own, "modeldeploy_requests_total", code="bad", **labels) is None
+
+    def test_a_file_reopened_goes_on_from_its_values(self, directory: Any) -> None:
+        from prometheus_client import multiprocess
+
+        """A process that gets a dead one's pid goes on counting in its files."""
+        path = str(directory / "counter_1-requests.db")
+        first = multiprocess_module._ValueFile(path)
+        keys = [f'["c", "c_total", {{"code": "{i}"}}, "{"x" * i * 97}"]' for i in range(40)]
+        early = first.view
+        slots = [first.slot(key) for key in keys]  # keys of every padding
+        assert os.path.getsize(path) > 1 << 16  # it grew
+        for n, slot in enumerate(slots[1:], 1):
+            first.view[slot] = float(n)
+        early[slots[0]] = 40.0  # a view taken before it grew still writes to the file
+        again = multiprocess_module._ValueFile(path)
+        assert [again.slot(key) for key in keys] == slots
+        assert [again.view[slot] for slot in slots] == [40.0, *map(float, range(1, 40))]
+        read = multiprocess.MultiProcessCollector.merge([path])  # type: ignore[no-untyped-call]
+        assert sorted(s.value for family in read for s in family.samples) == list(range(1, 41))
