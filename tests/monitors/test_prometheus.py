@@ -20,7 +20,7 @@ from unittest import mock
 
 import prometheus_client
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
 from prometheus_client.openmetrics import exposition as om_exposition
@@ -815,23 +815,44 @@ class TestMultiprocessMode:
         found = self.read(directory)
         assert ("process_resident_memory_bytes", (("pid", str(pid)),)) in found
 
-    def test_request_files_read_as_prometheus_clients_own(self, directory: Any) -> None:
+    @settings(max_examples=30, deadline=None)
+    @given(st.lists(strategies.recorded_requests, max_size=30))
+    @example(
+        [
+            ("iris", "1", "ok", 0.002, True),
+            ("iris", "1", "ok", 0.00025, True),
+            ("iris", "1", "overloaded", 5.0, True),
+            ("iris", "2", "ok", math.nan, True),
+            ("mlp", "1", "decode_error", 100.0, True),
+            ("mlp", "1", "ok", 0.0, True),
+            ("iris", "1", "ok", 0.0, False),
+        ]
+    )
+    def test_request_files_read_as_prometheus_clients_own(
+        self, requests: list[tuple[str, str, str, float, bool]]
+    ) -> None:
         """The request files merge as prometheus_client's objects' files would."""
-        reference = directory / "reference"
-        reference.mkdir()
-        requests = [
-            ("iris", "1", "ok", 0.002), ("iris", "1", "ok", 0.00025),
-            ("iris", "1", "overloaded", 5.0), ("iris", "2", "ok", math.nan),
-            ("mlp", "1", "decode_error", 100.0), ("mlp", "1", "ok", 0.0),
-        ]  # fmt: skip
-        monitor = PrometheusMonitor(CollectorRegistry())
-        for model, version, code, latency in requests:
-            record(monitor.request_recorder(model, version), code, latency)
-        monitor.request_recorder("iris", "1").start()
-        with mock.patch.dict(os.environ, {"PROMETHEUS_MULTIPROC_DIR": str(reference)}):
-            from prometheus_client import Gauge, Histogram, values
+        from prometheus_client import Gauge, Histogram, multiprocess, values
 
-            with mock.patch.object(values, "ValueClass", values.get_value_class()):
+        def exposed(directory: str) -> list[str]:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+            lines = generate_latest(registry).decode().splitlines()
+            return sorted(line for line in lines if line.startswith("modeldeploy_"))
+
+        with tempfile.TemporaryDirectory() as mine, tempfile.TemporaryDirectory() as theirs:
+            store = multiprocess_module.FileStore("modeldeploy", LATENCY_BUCKETS, mine)
+            for model, version, code, latency, finished in requests:
+                recorder = store.series(model, version)
+                recorder.start()
+                if finished:
+                    recorder.end(code, latency)
+
+            value_class = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+            with (
+                mock.patch.dict(os.environ, {"PROMETHEUS_MULTIPROC_DIR": theirs}),
+                mock.patch.object(values, "ValueClass", value_class),
+            ):
                 counter = Counter(
                     "requests", "Requests answered, by outcome code (ok or the error code).",
                     ("model", "version", "code"), namespace="modeldeploy", registry=None,
@@ -846,27 +867,20 @@ class TestMultiprocessMode:
                     ("model", "version"), namespace="modeldeploy", registry=None,
                     multiprocess_mode="livesum",
                 )  # fmt: skip
-                for model, version, code, latency in requests:
+                for model, version, code, latency, finished in requests:
+                    # what the monitor's recorder did with these objects before #10
+                    histogram.labels(model, version)
                     gauge.labels(model, version).inc()
-                    counter.labels(model, version, code).inc()
-                    histogram.labels(model, version).observe(latency)
-                    gauge.labels(model, version).dec()
-                gauge.labels("iris", "1").inc()
-
-        def requests_exposed(path: Any) -> list[str]:
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
-            lines = generate_latest(registry).decode().splitlines()
-            return sorted(
-                line for line in lines if "modeldeploy_request" in line or "inflight" in line
-            )
-
-        from prometheus_client import multiprocess
-
-        mine = requests_exposed(directory)
-        assert mine == requests_exposed(reference)
-        assert 'modeldeploy_inflight_requests{model="iris",version="1"} 1.0' in mine
-        assert not [line for line in mine if "_created" in line]
+                    if finished:
+                        counter.labels(model, version, code).inc()
+                        histogram.labels(model, version).observe(latency)
+                        gauge.labels(model, version).dec()
+            try:
+                found = exposed(mine)
+                assert found == exposed(theirs)
+            finally:
+                multiprocess_module._files.pop((mine, os.getpid()), None)
+        assert not [line for line in found if "_created" in line]
 
     def test_every_process_counts_and_a_dead_ones_inflight_goes(self, directory: Any) -> None:
         """Requests of two processes, four threads each, in one read; then one ends."""
