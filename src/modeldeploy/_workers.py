@@ -109,8 +109,8 @@ class Waiter:
         self._done.acquire()
         self.ok = False
         self.value: Any = None
-        # the next waiter of a chain; whoever pops it wakes it (list.pop is atomic)
-        self._then: list[Waiter] = []
+        # [the next waiter] in a chain (wake_chain); whoever pops it wakes it (pop is atomic)
+        self._then: list[Waiter] | None = None
         self.gone = False  # the caller stopped waiting: timed out or interrupted
 
     def set_running_or_notify_cancel(self) -> bool:
@@ -152,12 +152,12 @@ class Waiter:
         return self._done.acquire(blocking=False)
 
 
-def _wake_next(then: list[Waiter]) -> None:
+def _wake_next(then: list[Waiter] | None) -> None:
     """Wake the waiter *then* holds, and the one after it for each caller gone."""
-    while True:
+    while then is not None:
         try:
             following = then.pop()
-        except IndexError:  # the end of the chain, or passed on already
+        except IndexError:  # passed on already
             return
         following._done.release()
         if not following.gone:
@@ -174,7 +174,7 @@ def wake_chain(waiters: list[Waiter]) -> None:
     caller threads: see docs/benchmarks.md, dynamic batching).
     """
     for waiter, following in itertools.pairwise(waiters):
-        waiter._then.append(following)
+        waiter._then = [following]
     _wake_next([waiters[0]])
 
 
