@@ -212,13 +212,13 @@ def one_blas_thread() -> contextlib.AbstractContextManager[object]:
 
 
 THREADS_NOTE = """\
-128 caller threads vary most from run to run: on 2026-12-04 this row measured 0.58x to
-0.82x the ideal over six runs, and, interleaved in the same minutes, 0.64x to 0.74x for the
-worker before it took queued jobs in one lock hold (42 -> 6.3 us of the worker's time per
-64 jobs) and before answering the last batch: no change beyond the noise. A Python
-interval between GIL switches of 0.5 ms or 50 ms moved it no more. What the asyncio row
-does not pay is 128 threads woken on 2 cores: the woken callers share the cores with the
-worker, whose model then runs slower than the ideal's loop on an idle core.
+128 caller threads used to vary most from run to run (0.58x to 0.82x the ideal over six
+runs on 2026-12-04): the worker released the 64 callers of a batch in a row, holding the
+GIL, and each woken caller preempted it and slept again on the GIL (perf: 23% of the
+samples in the kernel). The callers of a batch are now woken in a chain, each waking the
+next. Interleaved on the same machine, three runs of three bursts each, the threads row
+went from 0.52x-0.71x the ideal (114-131 us of process CPU per request) before to
+0.90x-1.18x (89-112 us) after; the bare model costs 63-70 us a row.
 """
 
 
