@@ -131,6 +131,31 @@ def test_an_interrupted_caller_passes_the_chain_on():
     assert second.value == "b"
 
 
+def test_a_caller_interrupted_just_after_its_answer_passes_the_chain_on():
+    """The interrupt lands after the lock was taken: the chain still reaches the next caller."""
+
+    class TakenThenInterrupted:
+        def __init__(self, lock):
+            self.lock = lock
+
+        def acquire(self, blocking=True, timeout=-1):
+            if blocking:
+                self.lock.acquire()
+                raise KeyboardInterrupt
+            return self.lock.acquire(blocking=False)
+
+        def release(self):
+            self.lock.release()
+
+    first, second = Waiter(), Waiter()
+    first._done = TakenThenInterrupted(first._done)
+    answer([first, second], [(True, "a"), (True, "b")])
+    with pytest.raises(KeyboardInterrupt):
+        first.wait(None)
+    assert second.wait(5) is True
+    assert second.value == "b"
+
+
 def fails_on_negatives(batch):
     batch = np.asarray(batch)
     if (batch < 0).any():

@@ -102,7 +102,7 @@ class Waiter:
     worker wakes the first, and each caller, once awake, wakes the next.
     """
 
-    __slots__ = ("_done", "_then", "gone", "ok", "value")
+    __slots__ = ("_done", "_then", "gone", "ok", "value", "woken")
 
     def __init__(self) -> None:
         self._done = threading.Lock()
@@ -112,6 +112,7 @@ class Waiter:
         # [the next waiter] in a chain (wake_chain); whoever pops it wakes it (pop is atomic)
         self._then: list[Waiter] | None = None
         self.gone = False  # the caller stopped waiting: timed out or interrupted
+        self.woken = False  # its chain reached it: the answer is set
 
     def set_running_or_notify_cancel(self) -> bool:
         """A blocking call cannot be cancelled: always run it."""
@@ -145,11 +146,11 @@ class Waiter:
         return False
 
     def _give_up(self) -> bool:
-        """Stop waiting; True if the answer came meanwhile (then the chain is ours)."""
+        """Stop waiting; True if the chain reached us meanwhile (then passing it on is ours)."""
         self.gone = True
-        # whoever woke us between our timeout and the flag saw it unset and left
-        # the rest of the chain to us: the lock tells whether that happened
-        return self._done.acquire(blocking=False)
+        # the waker sets woken, releases, then reads gone: whichever of us reads
+        # the other's flag set passes the chain on (both may: the pop decides)
+        return self.woken
 
 
 def _wake_next(then: list[Waiter] | None) -> None:
@@ -159,6 +160,7 @@ def _wake_next(then: list[Waiter] | None) -> None:
             following = then.pop()
         except IndexError:  # passed on already
             return
+        following.woken = True
         following._done.release()
         if not following.gone:
             return  # its caller passes the chain on when it wakes (or gives up)
