@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -209,3 +210,155 @@ _hosts = (
     | st.ip_addresses(v=6).map(lambda address: f"[{address}]")
 )
 backend_addresses = st.builds(lambda host, port: f"{host}:{port}", _hosts, st.integers(1, 65535))
+
+
+# V2 inference requests (modeldeploy.v2): the parsed JSON header and the binary part
+# after it, as a client sends them, well formed or off in the ways a client gets wrong
+_V2_RANGES = {
+    "BOOL": None, "INT8": (-(2**7), 2**7 - 1), "INT16": (-(2**15), 2**15 - 1),
+    "INT32": (-(2**31), 2**31 - 1), "INT64": (-(2**63), 2**63 - 1), "UINT8": (0, 2**8 - 1),
+    "UINT16": (0, 2**16 - 1), "UINT32": (0, 2**32 - 1), "UINT64": (0, 2**64 - 1),
+    "FP16": None, "FP32": None, "FP64": None, "BYTES": None,
+}  # fmt: skip
+_V2_ITEMSIZES = {
+    "BOOL": 1, "INT8": 1, "INT16": 2, "INT32": 4, "INT64": 8, "UINT8": 1,
+    "UINT16": 2, "UINT32": 4, "UINT64": 8, "FP16": 2, "FP32": 4, "FP64": 8,
+}  # fmt: skip
+# what a JSON element of the wrong kind may be
+_v2_stray_elements = (
+    st.booleans() | st.none() | st.text(max_size=2) | st.integers() | finite_floats | st.just([])
+)
+
+
+def _v2_elements(datatype: str, well_formed: bool) -> st.SearchStrategy[Any]:
+    """JSON elements of *datatype*: in range when *well_formed*, else near and past its edges."""
+    bounds = _V2_RANGES[datatype]
+    if datatype == "BOOL":
+        return st.booleans()
+    if datatype == "BYTES":
+        return st.text(max_size=3)
+    if bounds is not None:
+        low, high = bounds
+        if well_formed:
+            return st.integers(low, high)
+        return st.integers(low - 2, high + 2) | st.sampled_from([low, high]) | st.integers()
+    if well_formed:  # the sum of squares of a few of these stays inside float32
+        return st.floats(-1e15, 1e15) | st.integers(-(2**53), 2**53)
+    return (
+        finite_floats
+        | st.floats(-1e4, 1e4)
+        | st.sampled_from([3.4e38, 3.5e38, -1e39, 1e300, 65504.0, 65520.0, 2.0**-149, -0.0])
+        | st.integers(-(2**70), 2**70)
+        | st.sampled_from([2**24 + 1, 2**53 + 1, 10**400])
+    )
+
+
+def _nested(items: list[Any], shape: list[int]) -> Any:
+    """*items* (row-major) as nested lists of *shape*."""
+    if len(shape) <= 1:
+        return items
+    step = len(items) // shape[0] if shape[0] else 0
+    return [_nested(items[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+@st.composite
+def v2_request_parts(
+    draw: st.DrawFn, *, well_formed: bool = False
+) -> tuple[dict[str, Any], bytes, bool]:
+    """
+    A V2 request: ``(header, tail, binary)``.
+
+    *header* is the JSON part as parsed, *tail* the binary tensors after it,
+    *binary* whether the request gives a header length. With *well_formed*, only
+    the requests every client sends: distinct names, flat numeric data of the
+    right length in range, binary tensors of the right size, no empty tensor,
+    only the protocol's parameters.
+    """
+    binary = draw(st.booleans())
+    # well formed: BOOL and BYTES tensors need a look at each element, the general path's
+    datatypes = sorted(_V2_RANGES) if not well_formed else sorted(set(_V2_ITEMSIZES) - {"BOOL"})
+    inputs: list[dict[str, Any]] = []
+    tail = b""
+    names = st.sampled_from(["x", "y", "z"]) if not well_formed else st.just(None)
+    for index in range(draw(st.integers(0 if not well_formed else 1, 3))):
+        name = draw(names) or f"in{index}"
+        min_side = 1 if well_formed else 0
+        shape: list[Any] = draw(st.lists(st.integers(min_side, 4), max_size=3))
+        count = 1
+        for dim in shape:
+            count *= dim
+        datatype = draw(st.sampled_from(datatypes))
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
+        use_binary = binary and draw(st.booleans())
+        json_fits = datatype not in ("BOOL", "FP16", "BYTES")
+        if well_formed and not use_binary and not json_fits:
+            use_binary = binary
+            if not use_binary:
+                datatype = tensor["datatype"] = "FP32"
+        if use_binary and datatype != "BYTES":
+            size = count * _V2_ITEMSIZES[datatype]
+            if not well_formed:
+                size = max(0, size + draw(st.sampled_from([0, 0, 0, -1, 1, 8])))
+            payload = draw(st.binary(min_size=size, max_size=size))
+            if datatype == "BOOL" and draw(st.booleans()):
+                payload = bytes(b & 1 for b in payload)
+            tensor["parameters"] = {"binary_data_size": len(payload)}
+            tail += payload
+        elif use_binary:  # BYTES: length-prefixed elements
+            items = draw(st.lists(st.binary(max_size=3), min_size=count, max_size=count))
+            payload = b"".join(len(b).to_bytes(4, "little") + b for b in items)
+            tensor["parameters"] = {"binary_data_size": len(payload)}
+            tail += payload
+        else:
+            elements = _v2_elements(datatype, well_formed)
+            data = draw(st.lists(elements, min_size=count, max_size=count))
+            if not well_formed:
+                if data and draw(st.integers(0, 3)) == 0:  # one stray element
+                    data[draw(st.integers(0, len(data) - 1))] = draw(_v2_stray_elements)
+                if draw(st.integers(0, 5)) == 0:
+                    data = data[:-1] if data else [0]
+                if draw(st.booleans()):
+                    data = _nested(data, shape)
+            tensor["data"] = data
+        if not well_formed and draw(st.integers(0, 5)) == 0:  # a field wrong or missing
+            key = draw(st.sampled_from(["name", "datatype", "shape", "data", "parameters"]))
+            tensor[key] = draw(
+                st.none()
+                | st.just({})
+                | st.just({"shared_memory_region": "r"})
+                | st.just({"binary_data_size": True})
+                | st.just([1, -1])
+                | st.just([1.0])
+                | st.just("BF16")
+                | st.just([2**49, 2**49])
+            )
+            if tensor[key] is None:
+                del tensor[key]
+        inputs.append(tensor)
+    header: dict[str, Any] = {"inputs": inputs}
+    if draw(st.booleans()):
+        header["id"] = draw(
+            st.text(max_size=3) | (st.integers() if not well_formed else st.none())
+        )
+    if draw(st.booleans()):
+        options = st.booleans() if well_formed else st.booleans() | st.none() | st.integers(0, 1)
+        header["parameters"] = draw(
+            st.fixed_dictionaries({}, optional={"binary_data_output": options})
+        )
+    if draw(st.booleans()):
+        output_parameters = st.fixed_dictionaries({}, optional={"binary_data": st.booleans()})
+        if not well_formed:
+            output_parameters |= st.just({"binary_data": 1}) | st.just({"classification": 2})
+        header["outputs"] = draw(
+            st.lists(
+                st.fixed_dictionaries(
+                    {"name": st.sampled_from(["a", "b", "c"])},
+                    optional={"parameters": output_parameters},
+                ),
+                max_size=3,
+                unique_by=(lambda o: o["name"]) if well_formed else None,
+            )
+        )
+    if not well_formed and binary and draw(st.integers(0, 5)) == 0:
+        tail += b"\0"
+    return header, tail, binary

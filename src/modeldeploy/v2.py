@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 import math
 import struct
+import sys
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import chain
 from types import MappingProxyType, ModuleType
@@ -292,6 +294,19 @@ def decode_infer_request(
     else:
         header_end = header_length
     header = _loads(view[:header_end], max_body_size)
+    binary = header_length is not None
+    request = _decode_common(header, view, header_end, binary)
+    if request is None:
+        request = _decode_header(header, view, header_end, binary)
+    return request
+
+
+def _decode_header(header: Any, view: memoryview, header_end: int, binary: bool) -> InferRequest:
+    """Decode the parsed JSON *header* (and the binary tensors after it), checking every field.
+
+    The general path: each check has its own message. *binary* says whether the
+    request gave a header length (so inputs may carry ``binary_data_size``).
+    """
     if not isinstance(header, dict):
         raise DecodeError("the inference request must be a JSON object")
     request_id = _optional_str(header, "id", "the request")
@@ -304,6 +319,7 @@ def decode_infer_request(
     if not isinstance(raw_inputs, list):
         raise DecodeError("'inputs' must be a list of input tensors")
     inputs: dict[str, npt.NDArray[Any]] = {}
+    size = view.nbytes
     offset = header_end
     for index, raw in enumerate(raw_inputs):
         if not isinstance(raw, dict):
@@ -321,7 +337,7 @@ def decode_infer_request(
             continue
         if "data" in raw:
             raise DecodeError(f"input {name!r} has both 'data' and 'binary_data_size'")
-        if header_length is None:
+        if not binary:
             raise DecodeError(
                 f"input {name!r} has 'binary_data_size' but the request has no {HEADER_LENGTH}"
             )
@@ -340,6 +356,172 @@ def decode_infer_request(
         )
     outputs = _requested_outputs(header.get("outputs"))
     return InferRequest(inputs=inputs, id=request_id, parameters=parameters, outputs=outputs)
+
+
+# -- the common request, decoded in bulk ------------------------------------------------
+# Most requests are well formed: flat numeric JSON data of the right length, or binary
+# tensors of the right size, and no parameters but the protocol's own. _decode_common
+# takes only those, checks them with a few type tests and one conversion per tensor
+# instead of a call per field, and returns None for anything else; the general path
+# then decodes the request or refuses it with its own message. It never refuses
+# anything itself, so both paths raise the same errors; tests/test_v2_common.py
+# checks that they decode the same arrays, dtypes included.
+#
+# Measured (RestCodec.decode of benchmarks/app.py's 64-float FP32 request, thread time,
+# best of 20 loops): 13.3 us on the general path, 8.9 us here.
+
+# datatype -> the stdlib array typecode whose items convert as NumPy's would: an
+# integer code refuses floats and values out of its range (OverflowError), a float
+# code rounds each Python number to the nearest value as NumPy's cast from float64
+# does. Only on little-endian hosts, where the array's bytes are the datatype's.
+_TYPECODES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        datatype: code
+        for datatype, dtype in DATATYPES.items()
+        if sys.byteorder == "little" and dtype.kind in "iuf"
+        for code in ("bhilq" if dtype.kind == "i" else "BHILQ" if dtype.kind == "u" else "fd")
+        if array(code).itemsize == dtype.itemsize
+        and (dtype.kind != "f" or dtype.itemsize >= 4)  # the stdlib has no half float
+    }
+)
+# the element types JSON data of each datatype in _TYPECODES may hold (never bool)
+_TYPECODE_ELEMENTS: Final[Mapping[str, frozenset[type]]] = MappingProxyType(
+    {
+        datatype: _JSON_FLOAT_TYPES if DATATYPES[datatype].kind == "f" else _JSON_TYPES["i"]
+        for datatype in _TYPECODES
+    }
+)
+# the dtype of each datatype whose binary tensors decode without a check of their bytes
+_PLAIN_BINARY: Final[Mapping[str, np.dtype[Any]]] = MappingProxyType(
+    {name: dtype for name, dtype in DATATYPES.items() if name not in ("BOOL", "BYTES")}
+)
+
+
+def _decode_common(
+    header: Any, view: memoryview, header_end: int, binary: bool
+) -> InferRequest | None:
+    """The common request decoded in bulk, or None to leave it to the general path."""
+    if type(header) is not dict:
+        return None
+    request_id = header.get("id")
+    parameters = header.get("parameters")
+    if parameters is None:
+        parameters = {}
+    elif (
+        type(parameters) is not dict
+        or type(parameters.get("binary_data_output", False)) is not bool
+    ):
+        return None
+    raw_inputs = header.get("inputs")
+    if type(raw_inputs) is not list or (request_id is not None and type(request_id) is not str):
+        return None
+    inputs: dict[str, npt.NDArray[Any]] = {}
+    size = view.nbytes
+    offset = header_end
+    for raw in raw_inputs:
+        if type(raw) is not dict:
+            return None
+        name = raw.get("name")
+        datatype = raw.get("datatype")
+        shape = raw.get("shape")
+        if (
+            type(name) is not str
+            or name in inputs
+            or type(datatype) is not str
+            or type(shape) is not list
+            or len(shape) > _MAX_DIMS
+        ):
+            return None
+        count = 1
+        for dim in shape:
+            if type(dim) is not int or dim < 0:
+                return None
+            count *= dim
+        if not 0 < count <= _MAX_ELEMENTS:  # empty tensors take the general path
+            return None
+        tensor_parameters = raw.get("parameters")
+        if tensor_parameters is None:
+            tensor = _common_json(raw.get("data"), datatype, count)
+        else:
+            # only {"binary_data_size": n}, sized right for a tensor left in the body
+            dtype = _PLAIN_BINARY.get(datatype)
+            if (
+                not binary
+                or dtype is None
+                or type(tensor_parameters) is not dict
+                or len(tensor_parameters) != 1
+                or "data" in raw
+            ):
+                return None
+            binary_size = tensor_parameters.get("binary_data_size")
+            if (
+                type(binary_size) is not int
+                or binary_size != count * dtype.itemsize
+                or binary_size > size - offset
+            ):
+                return None
+            tensor = np.frombuffer(view, dtype=dtype, count=count, offset=offset)
+            # a writable body (bytearray) must not let the model change the caller's buffer
+            tensor.flags.writeable = False
+            offset += binary_size
+        if tensor is None:
+            return None
+        inputs[name] = tensor.reshape(shape)
+    if offset != size:
+        return None
+    raw_outputs = header.get("outputs")
+    outputs = () if raw_outputs is None else _common_outputs(raw_outputs)
+    if outputs is None:
+        return None
+    return InferRequest(inputs=inputs, id=request_id, parameters=parameters, outputs=outputs)
+
+
+def _common_json(data: Any, datatype: str, count: int) -> npt.NDArray[Any] | None:
+    """A flat list of *count* numbers of *datatype* as an array, or None for the general path."""
+    code = _TYPECODES.get(datatype)
+    if code is None or type(data) is not list or len(data) != count:
+        return None
+    # the element types of the whole list in one pass: no bool among numbers, no
+    # nested list, no string (1.2 us for 64 numbers)
+    if not set(map(type, data)) <= _TYPECODE_ELEMENTS[datatype]:
+        return None
+    try:
+        tensor = np.frombuffer(array(code, data), dtype=DATATYPES[datatype])
+    except OverflowError:  # an integer out of range: the general path says which
+        return None
+    # a finite sum of squares rules out an infinity that float32 rounding made; an
+    # overflowing sum goes to the general path, which checks each value
+    # (np.vdot, unlike ndarray.dot, raises no overflow warning)
+    if tensor.dtype.kind == "f" and not math.isfinite(np.vdot(tensor, tensor)):
+        return None
+    return tensor
+
+
+def _common_outputs(value: Any) -> tuple[RequestedOutput, ...] | None:
+    """The requested outputs, each with a name and at most a boolean ``binary_data``."""
+    if type(value) is not list:
+        return None
+    outputs = []
+    names = set()
+    for raw in value:
+        if type(raw) is not dict:
+            return None
+        name = raw.get("name")
+        parameters = raw.get("parameters")
+        if parameters is None:
+            parameters = {}
+        elif type(parameters) is not dict or not parameters.keys() <= {"binary_data"}:
+            return None
+        binary = parameters.get("binary_data")
+        if (
+            type(name) is not str
+            or name in names
+            or (binary is not None and type(binary) is not bool)
+        ):
+            return None
+        names.add(name)
+        outputs.append(RequestedOutput(name=name, binary_data=binary, parameters=parameters))
+    return tuple(outputs)
 
 
 def _loads(data: memoryview, max_body_size: int | None = None) -> JSONValue:
@@ -570,37 +752,7 @@ def inputs_for_predictor(
 
     .. versionadded:: 0.1.0
     """
-    inputs = request.inputs
-    if signature is None:
-        if len(inputs) == 1:
-            return next(iter(inputs.values()))
-        return dict(inputs)
-    specs = signature.inputs
-    declared = [spec.name for spec in specs]
-    extra = [name for name in inputs if name not in declared]
-    if extra:
-        raise ValidationError(f"unexpected input {extra[0]!r}; the model takes {declared}")
-    for spec in specs:
-        array = inputs.get(spec.name)
-        if array is None:
-            if not spec.optional:
-                raise ValidationError(f"missing input {spec.name!r}; the model takes {declared}")
-            continue
-        expected = _spec_datatype(spec)
-        if expected is not None:
-            sent = _datatype_of(array.dtype)
-            if sent != expected:
-                raise ValidationError(
-                    f"input {spec.name!r}: datatype {sent} does not match the model's {expected}"
-                )
-    if signature.outputs:
-        known = [spec.name for spec in signature.outputs]
-        for output in request.outputs:
-            if output.name not in known:
-                raise ValidationError(f"unknown output {output.name!r}; the model has {known}")
-    if len(declared) == 1 and declared[0] in inputs:
-        return inputs[declared[0]]
-    return {name: inputs[name] for name in declared if name in inputs}
+    return _plan(signature).model_input(request.inputs, request.outputs)
 
 
 # decoded dtype -> its V2 datatype; every decoded tensor has one of DATATYPES' dtypes
@@ -656,19 +808,26 @@ def outputs_from_prediction(
 
     .. versionadded:: 0.1.0
     """
-    if not isinstance(prediction, Mapping):
-        name = DEFAULT_OUTPUT_NAME
-        if signature is not None and len(signature.outputs) == 1:
-            name = signature.outputs[0].name
-        prediction = {name: prediction}
-    declared = {} if signature is None else {spec.name: spec.dtype for spec in signature.outputs}
-    return {
-        str(name): _as_array(value, str(name), declared.get(name))
-        for name, value in prediction.items()
-    }
+    return _plan(signature).outputs(prediction)
 
 
-def _as_array(value: Any, name: str, declared: str | None = None) -> npt.NDArray[Any]:
+def _cast_target(declared: str) -> tuple[np.dtype[Any], str] | None:
+    """The dtype an output declared *declared* is cast to, and its name; None for no cast."""
+    if declared in ("object", "str", "bytes"):
+        return None
+    try:
+        target = np.dtype(declared)
+    except Exception:  # not a NumPy name (np.dtype raises SyntaxError too): no cast
+        return None
+    # only to a plain bool, int or float dtype (V2 has no complex)
+    if target.kind not in "biuf" or target.subdtype is not None:
+        return None
+    return target, declared
+
+
+def _as_array(
+    value: Any, name: str, cast: tuple[np.dtype[Any], str] | None = None
+) -> npt.NDArray[Any]:
     if isinstance(value, np.ndarray):
         array = value
     else:
@@ -676,19 +835,11 @@ def _as_array(value: Any, name: str, declared: str | None = None) -> npt.NDArray
             array = np.asarray(value)
         except (ValueError, TypeError) as exc:
             raise EncodeError(f"output {name!r} is not an array") from exc
-    if declared is None or declared in ("object", "str", "bytes"):
+    if cast is None:
         return array
-    try:
-        target = np.dtype(declared)
-    except Exception:  # not a NumPy name (np.dtype raises SyntaxError too): no cast
-        return array
-    # only to a plain bool, int or float dtype (V2 has no complex), within its kind
-    if (
-        target.kind not in "biuf"
-        or target.subdtype is not None
-        or array.dtype == target
-        or not np.can_cast(array.dtype, target, "same_kind")
-    ):
+    # cast within the target's kind only
+    target, declared = cast
+    if array.dtype == target or not np.can_cast(array.dtype, target, "same_kind"):
         return array
     if target.kind in "iu" and array.size:
         # an int cast wraps without a floating-point flag: check the range first
@@ -701,6 +852,127 @@ def _as_array(value: Any, name: str, declared: str | None = None) -> npt.NDArray
             return array.astype(target)
     except FloatingPointError as exc:
         raise EncodeError(f"output {name!r} has values out of range for {declared}") from exc
+
+
+class _Plan:
+    """
+    What a model's signature implies for every V2 request, worked out once.
+
+    :func:`_plan` keeps one per signature, so a request costs a dict lookup
+    instead of listing names, parsing dtype names and building the output
+    casts again (inputs 0.9 -> 0.45 us, outputs 1.3 -> 0.4 us for the one-input,
+    one-output model of benchmarks/app.py).
+    """
+
+    __slots__ = (
+        "declared",
+        "known_outputs",
+        "output_name",
+        "signature",
+        "single",
+        "specs",
+        "targets",
+    )
+
+    def __init__(self, signature: Signature | None) -> None:
+        self.signature = signature
+        specs = signature.inputs if signature is not None else ()
+        outputs = signature.outputs if signature is not None else ()
+        # None: no signature, any inputs pass
+        self.declared = [spec.name for spec in specs] if signature is not None else None
+        # each input's spec and the dtype its arrays pass with at once (None: look closer)
+        self.specs = [(spec, _fast_dtype(spec)) for spec in specs]
+        # the only input's name, when there is one
+        self.single = self.declared[0] if self.declared is not None and len(specs) == 1 else None
+        self.known_outputs = frozenset(spec.name for spec in outputs) if outputs else None
+        self.output_name = outputs[0].name if len(outputs) == 1 else DEFAULT_OUTPUT_NAME
+        self.targets = {spec.name: _cast_target(spec.dtype) for spec in outputs}
+
+    def model_input(
+        self, inputs: Mapping[str, npt.NDArray[Any]], outputs: Sequence[RequestedOutput]
+    ) -> npt.NDArray[Any] | dict[str, npt.NDArray[Any]]:
+        """See :func:`inputs_for_predictor`."""
+        declared = self.declared
+        if declared is None:
+            if len(inputs) == 1:
+                return next(iter(inputs.values()))
+            return dict(inputs)
+        for name in inputs:
+            if name not in declared:
+                raise ValidationError(f"unexpected input {name!r}; the model takes {declared}")
+        for spec, dtype in self.specs:
+            array = inputs.get(spec.name)
+            if array is None:
+                if not spec.optional:
+                    raise ValidationError(
+                        f"missing input {spec.name!r}; the model takes {declared}"
+                    )
+            elif dtype is None or array.dtype != dtype:
+                _check_datatype(spec, array)
+        known = self.known_outputs
+        if known is not None:
+            for output in outputs:
+                if output.name not in known:
+                    raise ValidationError(
+                        f"unknown output {output.name!r}; the model has {self._output_names()}"
+                    )
+        single = self.single
+        if single is not None and single in inputs:
+            return inputs[single]
+        return {name: inputs[name] for name in declared if name in inputs}
+
+    def outputs(self, prediction: Any) -> dict[str, npt.NDArray[Any]]:
+        """See :func:`outputs_from_prediction`."""
+        targets = self.targets
+        # an array is never a mapping: skip the ABC check
+        if type(prediction) is np.ndarray or not isinstance(prediction, Mapping):
+            name = self.output_name
+            return {name: _as_array(prediction, name, targets.get(name))}
+        return {
+            str(name): _as_array(value, str(name), targets.get(name))
+            for name, value in prediction.items()
+        }
+
+    def _output_names(self) -> list[str]:
+        assert self.signature is not None
+        return [spec.name for spec in self.signature.outputs]
+
+
+def _fast_dtype(spec: TensorSpec) -> np.dtype[Any] | None:
+    """The dtype of the datatype *spec* demands; None when it takes any, or none fits."""
+    try:
+        datatype = _spec_datatype(spec)
+    except EncodeError:  # raised again per request, when the input is sent
+        return None
+    return DATATYPES[datatype] if datatype is not None else None
+
+
+def _check_datatype(spec: TensorSpec, array: npt.NDArray[Any]) -> None:
+    """Refuse *array* for *spec* unless its dtype is of the datatype the spec demands."""
+    expected = _spec_datatype(spec)
+    if expected is not None:
+        sent = _datatype_of(array.dtype)
+        if sent != expected:
+            raise ValidationError(
+                f"input {spec.name!r}: datatype {sent} does not match the model's {expected}"
+            )
+
+
+_PLANS: dict[int, _Plan] = {}
+_MAX_PLANS: Final = 64  # signatures come from code; a bound all the same
+
+
+def _plan(signature: Signature | None) -> _Plan:
+    """The :class:`_Plan` of *signature*, made on first use."""
+    # keyed by identity: hashing a Signature hashes every spec (1-2 us); the plan
+    # holds its signature, so the id cannot be reused while the entry lives
+    plan = _PLANS.get(id(signature))
+    if plan is None or plan.signature is not signature:
+        plan = _Plan(signature)
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[id(signature)] = plan
+    return plan
 
 
 # -- the response ----------------------------------------------------------------------
@@ -746,6 +1018,24 @@ def encode_infer_response(
 
     .. versionadded:: 0.1.0
     """
+    body, header_length = _response_body(
+        outputs, model_name, model_version, id, requested, binary_data_output, parameters
+    )
+    if header_length is None:
+        return body, {"Content-Type": "application/json"}
+    return body, {"Content-Type": "application/octet-stream", HEADER_LENGTH: header_length}
+
+
+def _response_body(
+    outputs: Mapping[str, Any],
+    model_name: str,
+    model_version: str | None,
+    id: str | None,  # the protocol's field name
+    requested: Sequence[RequestedOutput],
+    binary_data_output: bool,
+    parameters: Mapping[str, Any] | None,
+) -> tuple[bytes, str | None]:
+    """The response body, and the JSON part's length when binary outputs follow it."""
     header: dict[str, Any] = {"model_name": model_name}
     if model_version is not None:
         header["model_version"] = model_version
@@ -757,7 +1047,7 @@ def encode_infer_response(
     buffers: list[bytes | memoryview] = []
     for name, binary in _selected_outputs(outputs, requested, binary_data_output):
         array = _as_array(outputs[name], name)
-        datatype = dtype_to_datatype(array.dtype)
+        datatype = _datatype_of(array.dtype)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if binary:
             raw = _to_binary(array, datatype, name)
@@ -769,9 +1059,8 @@ def encode_infer_response(
     header["outputs"] = entries
     body = dumps_json(header)
     if not buffers:
-        return body, {"Content-Type": "application/json"}
-    headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(body))}
-    return b"".join([body, *buffers]), headers
+        return body, None
+    return b"".join([body, *buffers]), str(len(body))
 
 
 def _selected_outputs(
@@ -829,13 +1118,22 @@ def _to_json_data(array: npt.NDArray[Any], datatype: str, name: str) -> Any:
                 "request it with the binary_data parameter"
             ) from exc
     flat = array.ravel()
-    if flat.dtype.kind == "f" and not np.isfinite(flat).all():
+    # inlined for speed: a finite sum of squares (np.vdot, 0.5 us for 10 floats)
+    # rules out NaN and infinities; np.isfinite(flat).all() costs 1.4 us and is
+    # left for a sum that overflows
+    if (
+        flat.dtype.kind == "f"
+        and not math.isfinite(np.vdot(flat, flat))
+        and not np.isfinite(flat).all()
+    ):
         raise NotAcceptableError(
             f"output {name!r} holds NaN or infinity, which JSON cannot carry; "
             "request it with the binary_data parameter"
         )
     if orjson is not None:
         # orjson writes a contiguous native array directly, without Python floats
+        if flat.dtype.isnative and flat.flags.c_contiguous:
+            return flat
         return np.ascontiguousarray(flat, dtype=flat.dtype.newbyteorder("="))
     return flat.tolist()
 
@@ -1097,7 +1395,7 @@ def infer_response_to_grpc(
         _set_parameter(response.parameters[key], value)
     for name, _binary in _selected_outputs(outputs, requested, True):
         array = _as_array(outputs[name], name)
-        datatype = dtype_to_datatype(array.dtype)
+        datatype = _datatype_of(array.dtype)
         response.outputs.add(name=name, datatype=datatype, shape=array.shape)
         response.raw_output_contents.append(bytes(_to_binary(array, datatype, name)))
     return response
@@ -1156,7 +1454,7 @@ def model_metadata_to_grpc(metadata: Mapping[str, Any]) -> pb.ModelMetadataRespo
 
 def _model_input(infer: InferRequest, deployment: Deployment) -> Any:
     """The decoded request's inputs, checked against the model and validated."""
-    x = inputs_for_predictor(infer, deployment.signature)
+    x = _plan(deployment.signature).model_input(infer.inputs, infer.outputs)
     validate = deployment.validate
     return x if validate is None else validate(x)
 
@@ -1190,15 +1488,22 @@ class RestCodec:
         self, reply: InferRequest, value: Any, request_id: str, deployment: Deployment, /
     ) -> Response:
         """Encode the model's output as the request asked (JSON or binary tensors)."""
-        body, headers = encode_infer_response(
-            outputs_from_prediction(value, deployment.signature),
-            model_name=deployment.name,
-            model_version=deployment.version,
-            id=reply.id,
-            requested=reply.outputs,
-            binary_data_output=reply.binary_data_output,
+        body, header_length = _response_body(
+            _plan(deployment.signature).outputs(value),
+            deployment.name,
+            deployment.version,
+            reply.id,
+            reply.outputs,
+            reply.binary_data_output,
+            None,
         )
-        headers = _lower(headers)
+        if header_length is None:
+            headers = {"content-type": "application/json"}
+        else:
+            headers = {
+                "content-type": "application/octet-stream",
+                "inference-header-content-length": header_length,
+            }
         headers["x-request-id"] = request_id
         headers[VERSION_HEADER] = deployment.version
         return make_response(200, headers, body)
@@ -1242,7 +1547,7 @@ class GrpcCodec:
     ) -> Response:
         """Serialize the ``ModelInferResponse``."""
         message = infer_response_to_grpc(
-            outputs_from_prediction(value, deployment.signature),
+            _plan(deployment.signature).outputs(value),
             model_name=deployment.name,
             model_version=deployment.version,
             id=reply.id,

@@ -1,0 +1,141 @@
+"""The V2 codec's bulk path for common requests gives what its general path gives."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from modeldeploy import v2
+from modeldeploy.errors import ModelDeployError, NotAcceptableError
+from modeldeploy.messages import Signature, TensorSpec
+
+from . import strategies
+
+
+def body_of(parts: tuple[dict[str, Any], bytes, bool]) -> tuple[bytes, int | None, bytes]:
+    """The request body, its header length (None for JSON alone) and its JSON part."""
+    header, tail, binary = parts
+    text = json.dumps(header).encode()
+    return text + tail, (len(text) if binary else None), text
+
+
+def outcome(decode: Any) -> Any:
+    """What *decode()* gives: the request, or the error's type and message."""
+    try:
+        return decode()
+    except ModelDeployError as exc:
+        return type(exc), exc.message
+
+
+def same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    """Dtype, shape, bits (elements for BYTES) and writability alike."""
+    if a.flags.writeable != b.flags.writeable:
+        return False
+    if a.dtype.kind == "O":
+        return a.dtype == b.dtype and a.shape == b.shape and a.tolist() == b.tolist()
+    return strategies.bit_equal(a, b)
+
+
+def same_request(a: Any, b: Any) -> bool:
+    if not isinstance(a, v2.InferRequest) or not isinstance(b, v2.InferRequest):
+        return bool(a == b)
+    return (
+        list(a.inputs) == list(b.inputs)
+        and all(same_array(a.inputs[k], b.inputs[k]) for k in a.inputs)
+        and (a.id, a.parameters, a.outputs) == (b.id, b.parameters, b.outputs)
+    )
+
+
+def general(body: bytes, length: int | None, text: bytes) -> Any:
+    """The general path alone, on the same parsed header."""
+    view = memoryview(body)
+    header = v2._loads(memoryview(text))  # the parser the codec uses
+    return v2._decode_header(header, view, len(text), length is not None)
+
+
+class TestDecodeCommon:
+    @given(parts=strategies.v2_request_parts())
+    def test_any_request_decodes_as_on_the_general_path(
+        self, parts: tuple[dict[str, Any], bytes, bool]
+    ) -> None:
+        body, length, text = body_of(parts)
+        want = outcome(lambda: general(body, length, text))
+        got = outcome(lambda: v2.decode_infer_request(body, length))
+        assert same_request(got, want), (got, want)
+
+    @given(parts=strategies.v2_request_parts(well_formed=True))
+    def test_a_well_formed_request_takes_the_common_path(
+        self, parts: tuple[dict[str, Any], bytes, bool]
+    ) -> None:
+        body, length, text = body_of(parts)
+        header = v2._loads(memoryview(text))
+        common = v2._decode_common(header, memoryview(body), len(text), length is not None)
+        assert common is not None
+        assert same_request(common, general(body, length, text))
+
+    @pytest.mark.parametrize(
+        ("data", "message"),
+        [
+            ([1.0, True], "FP32 data must be numbers"),
+            ([1.0, 1e39], "a value is out of range for FP32"),
+            ([1.0, 2.0, 3.0], "shape [2] needs 2 elements, 'data' has 3"),
+            ([[1.0], 2.0], "'data' mixes nested lists and values"),
+        ],
+    )
+    def test_what_the_common_path_passes_on_is_refused_with_its_reason(
+        self, data: list[Any], message: str
+    ) -> None:
+        body = json.dumps(
+            {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": data}]}
+        ).encode()
+        with pytest.raises(ModelDeployError, match=message.replace("[", r"\[")):
+            v2.decode_infer_request(body)
+
+
+class TestPlan:
+    @pytest.mark.parametrize("datatype", sorted(v2.DATATYPES))
+    @pytest.mark.parametrize(
+        "dtype", ["object", "str", "bytes", "bool", "int8", "uint64", "float16", "float32", "<f8"]
+    )
+    def test_the_dtype_shortcut_agrees_with_the_datatype_check(
+        self, datatype: str, dtype: str
+    ) -> None:
+        spec = TensorSpec("x", dtype, None)
+        array = np.zeros(2, dtype=v2.DATATYPES[datatype])
+        request = v2.InferRequest(inputs={"x": array})
+        want = outcome(lambda: v2._check_datatype(spec, array))
+        got = outcome(lambda: v2.inputs_for_predictor(request, Signature([spec])))
+        if want is None:
+            assert got is array
+        else:
+            assert got == want
+
+    def test_one_plan_per_signature(self) -> None:
+        a = Signature([TensorSpec("x", "float32", (2,))])
+        b = Signature([TensorSpec("x", "float32", (2,))])
+        assert v2._plan(a) is v2._plan(a)
+        assert v2._plan(a) is not v2._plan(b)
+        assert v2._plan(None).declared is None
+
+
+class TestEncodeJson:
+    @given(
+        array=hnp.arrays(
+            st.sampled_from(["float16", "float32", "float64", ">f4"]),
+            hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=5),
+        )
+    )
+    def test_json_outputs_refuse_exactly_the_non_finite(self, array: np.ndarray) -> None:
+        if np.isfinite(array).all():
+            body, _ = v2.encode_infer_response({"y": array}, model_name="m")
+            (entry,) = json.loads(body)["outputs"]
+            assert np.array_equal(np.array(entry["data"], dtype=array.dtype), array.ravel())
+        else:
+            with pytest.raises(NotAcceptableError):
+                v2.encode_infer_response({"y": array}, model_name="m")
