@@ -362,3 +362,42 @@ def v2_request_parts(
     if not well_formed and binary and draw(st.integers(0, 5)) == 0:
         tail += b"\0"
     return header, tail, binary
+
+
+# HTTP/1.1 requests on the wire (modeldeploy.servers.gunicorn's framing): a head, a body
+# framed by Content-Length or chunks (extensions, trailers), then the request's body bytes
+@st.composite
+def wire_requests(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    """(the request's bytes, its body) for a valid HTTP/1.1 request gunicorn accepts."""
+    method = draw(st.sampled_from(["GET", "POST", "PUT"]))
+    path = draw(st.sampled_from(["/", "/v2/models/demo/infer", "/predict?x=1"]))
+    head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    extra = draw(
+        st.lists(
+            st.sampled_from(["Accept: */*", "X-Request-Id: 7", "X-Pad: " + "p" * 300]), max_size=3
+        )
+    )
+    head += extra
+    framing = draw(st.sampled_from(["none", "length", "chunked"]))
+    body = draw(st.binary(max_size=3000)) if framing != "none" else b""
+    if draw(st.booleans()) and framing != "none":
+        head.append("Expect: 100-continue")
+    if framing == "length":
+        head.append(f"Content-Length: {len(body)}")
+        wire = body
+    elif framing == "chunked":
+        head.append(
+            draw(st.sampled_from(["Transfer-Encoding: chunked", "transfer-encoding:  chunked "]))
+        )
+        cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=4)))
+        pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+        wire = b""
+        for piece in pieces:
+            if piece:
+                ext = draw(st.sampled_from([b"", b";a=b", b' ; name="q"']))
+                wire += b"%x%s\r\n%s\r\n" % (len(piece), ext, piece)
+        wire += b"0\r\n" + draw(st.sampled_from([b"", b"X-Trailer: 1\r\n"])) + b"\r\n"
+    else:
+        wire = b""
+    lead = draw(st.sampled_from(["", "\r\n"]))  # one empty line before it is allowed
+    return (lead + "\r\n".join(head) + "\r\n\r\n").encode() + wire, body

@@ -1025,8 +1025,12 @@ def _run_gunicorn(options: argparse.Namespace, app: HTTPApp) -> int:
         "keepalive": max(1, round(options.keep_alive_timeout)),  # gunicorn takes whole seconds
         "worker_connections": options.max_connections,
     }
+    from ..servers import MAX_BODY_SIZE_ENV
+
     env = {
         **os.environ,
+        # the worker reads whole bodies up to the app's limit before a thread gets them
+        MAX_BODY_SIZE_ENV: str(app.max_body_size),
         _SPEC_ENV: options.spec,
         _LOG_LEVEL_ENV: options.log_level,
         _GUNICORN_ENV: json.dumps(settings),
@@ -1090,7 +1094,7 @@ def _gunicorn_main() -> None:
         def load_config(self) -> None:
             options = {
                 **settings,
-                # gthread with read deadlines: one slow client cannot hold a thread
+                # gthread reading whole requests on its poller: slow clients hold no thread
                 "worker_class": "modeldeploy.servers.gunicorn.ThreadWorker",
                 "graceful_timeout": int(_GRACE_S),
                 "proc_name": "modeldeploy",

@@ -12,12 +12,15 @@ the connection is closed.
 * :mod:`modeldeploy.servers.uvicorn`: HTTP protocol classes for uvicorn
   (``uvicorn.run(app, http=protocol())``).
 * :mod:`modeldeploy.servers.gunicorn`: a gthread worker class for gunicorn
-  (``gunicorn -k modeldeploy.servers.gunicorn.ThreadWorker``).
+  (``gunicorn -k modeldeploy.servers.gunicorn.ThreadWorker``) that reads each
+  request in full on its poller before a thread gets it.
 
 Both read their timeouts from the environment, so that every process a server
 spawns sees the same values: :data:`HEADER_TIMEOUT_ENV` and
 :data:`BODY_TIMEOUT_ENV`, in seconds. ``modeldeploy serve`` sets them from its
-``--header-timeout`` and ``--body-timeout`` options.
+``--header-timeout`` and ``--body-timeout`` options. The gunicorn worker also
+reads :data:`MAX_BODY_SIZE_ENV`, the body limit it buffers up to, which
+``modeldeploy serve`` sets to the app's ``max_body_size``.
 
 This package imports neither server; each module imports its own.
 
@@ -29,11 +32,15 @@ from __future__ import annotations
 import os
 from typing import Final
 
+from ..serializers._base import DEFAULT_MAX_SIZE
+
 __all__ = [
     "BODY_TIMEOUT_ENV",
     "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_HEADER_TIMEOUT",
     "HEADER_TIMEOUT_ENV",
+    "MAX_BODY_SIZE_ENV",
+    "max_body_size",
     "read_timeouts",
 ]
 
@@ -48,6 +55,32 @@ DEFAULT_HEADER_TIMEOUT: Final = 10.0
 
 DEFAULT_BODY_TIMEOUT: Final = 30.0
 """Seconds a client has to send its whole body (64 MiB at 20 Mbit/s takes 27 s)."""
+
+
+MAX_BODY_SIZE_ENV: Final = "MODELDEPLOY_MAX_BODY_SIZE"
+"""Environment variable: body bytes the gunicorn worker reads before a thread gets the request."""
+
+
+def max_body_size() -> int:
+    """
+    Return the body limit the gunicorn worker buffers up to, from the environment.
+
+    :class:`~modeldeploy.servers.gunicorn.ThreadWorker` reads a request's body on
+    its poller up to this many bytes; a larger one goes to the application as it
+    comes, for it to refuse (413). ``modeldeploy serve`` sets it to the app's
+    ``max_body_size``; the default is the services' default limit, 64 MiB.
+
+    Raises:
+        ValueError: The variable is set to something other than a whole number >= 0.
+
+    .. versionadded:: 0.1.0
+    """
+    text = os.environ.get(MAX_BODY_SIZE_ENV)
+    if not text:
+        return DEFAULT_MAX_SIZE
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"{MAX_BODY_SIZE_ENV} must be a whole number of bytes, got {text!r}")
+    return int(text)
 
 
 def read_timeouts() -> tuple[float, float]:

@@ -1,0 +1,134 @@
+"""The gunicorn worker reads requests on its poller: what it must keep doing meanwhile.
+
+Keep-alive and pipelining, requests that come in pieces, ``Expect: 100-continue``, a body
+over the limit, and clients that never close after a ``Connection: close`` answer, against
+``modeldeploy serve --server gunicorn`` (``modeldeploy.servers.gunicorn.ThreadWorker``).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.servers import Process
+from tests.reliability.clients import INFER_BODY, INFER_PATH, connect
+from tests.reliability.conftest import THREADS, start
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+HEAD = f"POST {INFER_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+
+
+def by_length() -> bytes:
+    return (HEAD + f"Content-Length: {len(INFER_BODY)}\r\n\r\n").encode() + INFER_BODY
+
+
+def chunked() -> bytes:
+    half = len(INFER_BODY) // 2
+    return (
+        (HEAD + "Transfer-Encoding: chunked\r\n\r\n").encode()
+        + b"%x\r\n%s\r\n" % (half, INFER_BODY[:half])
+        + b"%x;ext=1\r\n%s\r\n" % (len(INFER_BODY) - half, INFER_BODY[half:])
+        + b"0\r\nX-Trailer: 1\r\n\r\n"
+    )
+
+
+GET = b"GET /v2/health/ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+class Answer:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+def responses(sock: socket.socket, count: int) -> list[Answer]:
+    """Read *count* answers (each with a Content-Length) off one connection, in order."""
+    got = []
+    with sock.makefile("rb") as reader:
+        for _ in range(count):
+            status = int(reader.readline().split(b" ", 2)[1])
+            headers = {}
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            body = reader.read(int(headers.get("content-length", "0")))
+            got.append(Answer(status, headers, body))
+    return got
+
+
+@pytest.fixture(scope="module")
+def gunicorn() -> Iterator[Process]:
+    process = start("gunicorn")
+    yield process
+    process.kill()
+
+
+def test_pipelined_requests_are_answered_in_order(gunicorn: Process) -> None:
+    with connect(gunicorn.port) as sock:
+        sock.sendall(by_length() + GET + chunked() + by_length())
+        answers = responses(sock, 4)
+    assert [r.status for r in answers] == [200, 200, 200, 200]
+    assert all(r.headers.get("connection", "").lower() != "close" for r in answers)
+
+
+def test_a_request_in_pieces_is_answered(gunicorn: Process) -> None:
+    data = chunked()
+    with connect(gunicorn.port) as sock:
+        for start_ in range(0, len(data), 40):  # within the deadlines, but a piece at a time
+            sock.sendall(data[start_ : start_ + 40])
+            time.sleep(0.02)
+        [answer] = responses(sock, 1)
+        # and the connection is kept for the next request
+        sock.sendall(by_length())
+        [again] = responses(sock, 1)
+    assert (answer.status, again.status) == (200, 200)
+
+
+def test_expect_100_continue_gets_one_interim_answer_before_the_body(gunicorn: Process) -> None:
+    head = (HEAD + f"Content-Length: {len(INFER_BODY)}\r\nExpect: 100-continue\r\n\r\n").encode()
+    with connect(gunicorn.port) as sock:
+        sock.sendall(head)
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            interim += sock.recv(1)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(INFER_BODY)
+        [answer] = responses(sock, 1)  # the final answer, with no second 100 before it
+    assert answer.status == 200
+
+
+def test_a_body_over_the_limit_is_refused_by_its_length(gunicorn: Process) -> None:
+    head = (HEAD + f"Content-Length: {(64 << 20) + 1}\r\n\r\n").encode()
+    with connect(gunicorn.port) as sock:
+        sock.sendall(head)  # and none of the body: the 413 comes from the length alone
+        [answer] = responses(sock, 1)
+    assert answer.status == 413
+
+
+def test_clients_that_keep_their_end_open_after_a_close_do_not_stop_the_worker(
+    gunicorn: Process,
+) -> None:
+    # gthread drains such a connection with a blocking read of up to 2 s on its main loop
+    close = by_length().replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+    lingering = []
+    for _ in range(4 * THREADS):
+        sock = connect(gunicorn.port)
+        sock.sendall(close)
+        lingering.append(sock)
+    for sock in lingering:
+        [answer] = responses(sock, 1)  # read, and never closed until the end
+        assert answer.status == 200
+    started = time.monotonic()
+    for _ in range(10):
+        with connect(gunicorn.port) as sock:
+            sock.sendall(by_length())
+            [answer] = responses(sock, 1)
+            assert answer.status == 200
+    took = time.monotonic() - started
+    for sock in lingering:
+        sock.close()
+    # blocked, the 10 requests would wait for 16 drains of 2 s each, 32 s
+    assert took < 5.0, took
