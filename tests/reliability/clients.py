@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +150,125 @@ class Traffic(threading.Thread):
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "p50_ms": round(percentile(self.latencies, 0.50) * 1000, 2),
             "p99_ms": round(percentile(self.latencies, 0.99) * 1000, 2),
+            "max_ms": round(max(self.latencies, default=float("nan")) * 1000, 2),
         }
 
 
+class Paced(Traffic):
+    """Ordinary clients at a fixed rate: each latency counts from when the request was due.
+
+    A closed loop (the next request once the last is answered) sends fewer requests
+    while the server stalls, and a stall of seconds shows in one sample only; here a
+    request due while an earlier one waits is late by that wait, and counted so.
+    """
+
+    def __init__(self, port: int, *, rate: float, **kwargs: Any) -> None:
+        super().__init__(port, **kwargs)
+        self.interval = 1.0 / rate
+        self.due: list[float] = []  # when each request of self.latencies was due (perf_counter)
+
+    def run(self) -> None:
+        due = time.perf_counter()
+        while not self.stop.is_set():
+            wait = due - time.perf_counter()
+            if wait > 0 and self.stop.wait(wait):
+                return
+            try:
+                status = self.one()
+            except (OSError, http.client.HTTPException) as exc:
+                self.errors.append(repr(exc))
+                due += self.interval
+                continue
+            took = time.perf_counter() - due
+            self.due.append(due)
+            self.latencies.append(took)
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            due += self.interval
+
+
+class Attack(threading.Thread):
+    """Hostile clients that come back: each one the server closes is replaced at once.
+
+    *stalled* connections send a request's headers and 40 bytes of its 100,000-byte
+    body, then stop; *dripping* ones send headers a byte every *interval* seconds.
+    Each close is recorded as (kind, seconds from connecting, bytes received).
+    """
+
+    def __init__(self, port: int, *, stalled: int, dripping: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.port = port
+        self.interval = interval
+        self.stop = threading.Event()
+        self.closed: list[tuple[str, float, bytes]] = []
+        self.errors: list[str] = []
+        self._open: dict[socket.socket, list[Any]] = {}  # sock -> [kind, opened, got, sent]
+        for _ in range(stalled):
+            self._connect("stalled")
+        for _ in range(dripping):
+            self._connect("dripping")
+
+    def _connect(self, kind: str) -> None:
+        try:
+            sock = connect(self.port)
+            if kind == "stalled":
+                sock.sendall(STALLED_HEAD + b"[" * 40)
+        except OSError as exc:
+            self.errors.append(repr(exc))
+            return
+        sock.setblocking(False)
+        self._open[sock] = [kind, time.monotonic(), b"", 0]
+
+    def _closed(self, sock: socket.socket) -> None:
+        kind, opened, got, _ = self._open.pop(sock)
+        self.closed.append((kind, time.monotonic() - opened, got))
+        sock.close()
+        if not self.stop.is_set():
+            self._connect(kind)
+
+    def run(self) -> None:
+        import selectors
+
+        head = STALLED_HEAD * 100
+        next_drip = time.monotonic()
+        with selectors.DefaultSelector() as selector:
+            while not self.stop.is_set():
+                for sock in list(self._open):
+                    with suppress(KeyError):
+                        selector.register(sock, selectors.EVENT_READ)
+                for key, _ in selector.select(timeout=0.05):
+                    sock = key.fileobj  # type: ignore[assignment]
+                    try:
+                        chunk = sock.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        chunk = b""
+                    if chunk:
+                        self._open[sock][2] += chunk
+                        continue
+                    selector.unregister(sock)
+                    self._closed(sock)
+                if time.monotonic() >= next_drip:
+                    next_drip += self.interval
+                    for sock, state in list(self._open.items()):
+                        if state[0] == "dripping" and state[3] < len(head):
+                            with suppress(OSError):
+                                sock.send(head[state[3] : state[3] + 1])
+                                state[3] += 1
+        for sock in list(self._open):
+            sock.close()
+        self._open.clear()
+
+
 @contextmanager
-def traffic(port: int, clients: int = 2, **kwargs: Any) -> Iterator[list[Traffic]]:
-    threads = [Traffic(port, **kwargs) for _ in range(clients)]
+def traffic(
+    port: int, clients: int = 2, rate: float | None = None, **kwargs: Any
+) -> Iterator[list[Traffic]]:
+    """*clients* ordinary clients, in a closed loop or each at *rate* requests a second."""
+    threads = [
+        Traffic(port, **kwargs) if rate is None else Paced(port, rate=rate, **kwargs)
+        for _ in range(clients)
+    ]
     for thread in threads:
         thread.start()
     try:
