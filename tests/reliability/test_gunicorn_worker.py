@@ -7,14 +7,16 @@ over the limit, and clients that never close after a ``Connection: close`` answe
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.integration.servers import Process
-from tests.reliability.clients import INFER_BODY, INFER_PATH, connect
+from tests.reliability.clients import INFER_BODY, INFER_PATH, children, connect, rss
 from tests.reliability.conftest import THREADS, start
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
@@ -132,3 +134,48 @@ def test_clients_that_keep_their_end_open_after_a_close_do_not_stop_the_worker(
         sock.close()
     # blocked, the 10 requests would wait for 16 drains of 2 s each, 32 s
     assert took < 5.0, took
+
+
+def test_bodies_coming_in_hold_a_bounded_memory(
+    monkeypatch: pytest.MonkeyPatch, read_timeouts: None
+) -> None:
+    # 8 MiB limit: the worker holds at most 16 MiB of bodies still coming in, and 64 KiB
+    # of each request beyond that; here 16 clients send 6 MiB each of an 8 MiB body
+    monkeypatch.setenv("MODELDEPLOY_MAX_BODY_SIZE", str(8 << 20))
+    monkeypatch.setenv("MODELDEPLOY_BODY_TIMEOUT", "3")
+    server = start("flask-gunicorn")
+    try:
+        [worker] = children(server.pid)
+        for _ in range(20):  # warm up: the app's first requests allocate
+            with connect(server.port) as sock:
+                sock.sendall(by_length())
+                assert responses(sock, 1)[0].status == 200
+        before = rss(worker)
+        head = (HEAD + f"Content-Length: {8 << 20}\r\n\r\n").encode()
+        senders = [connect(server.port) for _ in range(16)]
+
+        def send(sock: socket.socket) -> None:
+            sock.settimeout(2.0)
+            with contextlib.suppress(OSError):  # a paused client waits on a full buffer
+                sock.sendall(head + b"1" * (6 << 20))
+
+        threads = [threading.Thread(target=send, args=(s,), daemon=True) for s in senders]
+        for thread in threads:
+            thread.start()
+        peak, answered = before, []
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            peak = max(peak, rss(worker))
+            with connect(server.port) as sock:  # small requests are still read meanwhile
+                sock.sendall(by_length())
+                answered.append(responses(sock, 1)[0].status)
+            time.sleep(0.05)
+        for thread in threads:
+            thread.join(timeout=5)
+        for sock in senders:
+            sock.close()
+    finally:
+        server.kill()
+    assert set(answered) == {200}, answered
+    # 96 MiB sent; held unbounded, the worker would grow by about that much
+    assert peak - before < 40 << 20, (peak - before) >> 20

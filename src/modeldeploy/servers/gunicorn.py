@@ -21,6 +21,11 @@ connection's next request), the body within ``body_timeout`` seconds of the
 headers; past either the client gets ``408 Request Timeout`` and the
 connection is closed. The application's own time is not limited here.
 
+Memory is bounded too: requests still coming in hold at most twice the body
+limit (at least 16 MiB) per worker process, beyond the first 64 KiB of each;
+past that, the worker stops reading the larger ones (their deadlines run on)
+until some are handed over, and small requests are still read.
+
 What is not buffered goes the old way, a thread reading under the same
 deadlines (enforced by shutting the late connection's read side down): a body
 over the limit (the application refuses it by its ``Content-Length``, a
@@ -79,6 +84,7 @@ _TIMEOUT_RESPONSE: Final = _timeout_response()
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _RECV: Final = 64 * 1024  # bytes asked of one recv() while reading a head
 _RECV_MAX: Final = 1024 * 1024  # largest recv(), and most bytes one readable event takes
+_FREE: Final = 64 * 1024  # bytes a request may always buffer, whatever the others hold
 _LINGER_S: Final = 2.0  # how long a closing connection is drained (gunicorn's close_graceful)
 _LINGER_BYTES: Final = 64 * 1024
 
@@ -358,6 +364,10 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn is u
         super().__init__(*args, **kwargs)
         self.header_timeout, self.body_timeout = read_timeouts()
         self.max_body_size = max_body_size()
+        # bytes of requests still coming in; past the budget only small ones are read
+        self._held = 0
+        self._budget = max(2 * self.max_body_size, 16 * 1024 * 1024)
+        self._paused: dict[_Conn, None] = {}
         # the poller's read deadlines: (deadline, n, conn), stale once conn.deadline moved
         self._reading: list[tuple[float, int, _Conn]] = []
         self._count = itertools.count()
@@ -419,6 +429,7 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn is u
     def _read(self, conn: _Conn, received: bytes, deadline: float) -> None:
         """Read a request on *conn* on the poller, of which *received* is already in."""
         conn.received = bytearray(received)
+        self._held += len(received)
         conn.framing = framing = _framing(self.cfg, self.max_body_size)
         conn.continued = False
         if received and framing.scan(conn.received):
@@ -442,6 +453,12 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn is u
         in_body = framing.in_body
         taken = 0
         while taken < _RECV_MAX:
+            if self._held >= self._budget and len(conn.received) >= _FREE:
+                # requests coming in hold the budget: this large one waits (its deadline
+                # runs on) until some are handed over; small ones are still read
+                self.poller.unregister(conn.sock)
+                self._paused[conn] = None
+                break
             try:
                 data = conn.sock.recv(min(framing.wants(), _RECV_MAX))
             except (BlockingIOError, InterruptedError):
@@ -453,6 +470,7 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn is u
                 self._drop(conn)
                 return
             taken += len(data)
+            self._held += len(data)
             conn.received += data
             if framing.scan(conn.received):
                 self._dispatch(conn, registered=True)
@@ -479,18 +497,29 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn is u
         conn.whole = framing.whole
         if framing.expects_continue and framing.whole and not conn.continued:
             conn.continued = True  # the body came without waiting: no 100 Continue due
-        conn.framing = None
-        conn.deadline = 0.0
+        self._release(conn)
         self.enqueue_req(conn)
 
     def _drop(self, conn: _Conn) -> None:
         """Close a connection the poller was reading (the client left)."""
-        conn.framing = None
-        conn.deadline = 0.0
+        self._release(conn)
         with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(conn.sock)
         self.nr_conns -= 1
         conn.close()
+
+    def _release(self, conn: _Conn) -> None:
+        """*conn* is no longer read on the poller: its bytes leave the budget."""
+        conn.framing = None
+        conn.deadline = 0.0
+        self._held -= len(conn.received)
+        self._paused.pop(conn, None)
+        if self._paused and self._held < self._budget:
+            for paused in list(self._paused):
+                del self._paused[paused]
+                self.poller.register(
+                    paused.sock, selectors.EVENT_READ, partial(self._receive, paused)
+                )
 
     def _expire(self) -> None:
         """Answer 408 to the requests past their deadline, and close them."""
@@ -500,8 +529,8 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn is u
             if conn.deadline != deadline:
                 continue  # stale
             got_bytes = bool(conn.received)
-            conn.framing = None
-            conn.deadline = 0.0
+            self._release(conn)
+            conn.received = bytearray()
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self.poller.unregister(conn.sock)
             self.nr_conns -= 1
