@@ -16,7 +16,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.servers import Process
-from tests.reliability.clients import INFER_BODY, INFER_PATH, children, connect, rss
+from tests.reliability.clients import (
+    INFER_BODY,
+    INFER_PATH,
+    children,
+    connect,
+    rss,
+    wait_closed,
+)
 from tests.reliability.conftest import THREADS, start
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
@@ -179,3 +186,27 @@ def test_bodies_coming_in_hold_a_bounded_memory(
     assert set(answered) == {200}, answered
     # 96 MiB sent; held unbounded, the worker would grow by about that much
     assert peak - before < 40 << 20, (peak - before) >> 20
+
+
+def test_idle_kept_alive_connections_and_the_connection_limit_still_hold() -> None:
+    server = start("gunicorn", "--keep-alive-timeout", "1", "--max-connections", "5")
+    try:
+        # a kept-alive connection, idle after its answer, is closed after the keep-alive
+        with connect(server.port) as kept:
+            kept.sendall(by_length())
+            assert responses(kept, 1)[0].status == 200
+            took, _ = wait_closed(kept, 1.0 + 1.5)  # gunicorn checks once a second
+        assert took is not None, "an idle kept-alive connection is still open"
+        # 5 connections are the limit: the worker accepts no 6th until one goes
+        held = [connect(server.port) for _ in range(5)]
+        with connect(server.port) as sixth:
+            sixth.sendall(by_length())
+            sixth.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                sixth.recv(1)
+            for sock in held:
+                sock.close()
+            sixth.settimeout(10)
+            assert responses(sixth, 1)[0].status == 200
+    finally:
+        server.kill()
