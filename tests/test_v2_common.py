@@ -139,3 +139,18 @@ class TestEncodeJson:
         else:
             with pytest.raises(NotAcceptableError):
                 v2.encode_infer_response({"y": array}, model_name="m")
+
+    @pytest.mark.parametrize("first", ["nan", "bad_bytes"])
+    def test_the_first_output_that_json_cannot_carry_is_the_one_named(self, first: str) -> None:
+        bad_bytes = np.array([b"\xff"], dtype=object)
+        nan = np.array([1.0, np.nan], dtype=np.float32)
+        outputs = {"nan": nan, "bad_bytes": bad_bytes}
+        if first == "bad_bytes":
+            outputs = {"bad_bytes": bad_bytes, "nan": nan}
+        with pytest.raises(NotAcceptableError, match=f"output '{first}'"):
+            v2.encode_infer_response(outputs, model_name="m")
+
+    def test_null_elsewhere_in_the_body_is_no_nan(self) -> None:
+        outputs = {"y": np.ones(2, np.float32), "s": np.array([b"null"], dtype=object)}
+        body, _ = v2.encode_infer_response(outputs, model_name="null", id="null")
+        assert [o["data"] for o in json.loads(body)["outputs"]] == [[1.0, 1.0], ["null"]]
