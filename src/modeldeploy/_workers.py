@@ -651,7 +651,7 @@ class WorkerPool:
         queue together when the pass ends. Taken as they came, while the loop
         was still decoding the rest, they made batches of a few requests,
         which cost the model up to 4x more per request than a full batch
-        (MLP 512-2048-512 served over HTTP, see docs/benchmarks.md).
+        (MLP 512-2048-512 served over HTTP: docs/batching.md, where the time goes).
         """
         future = job.future
         if type(future) is AsyncWaiter and self._batching is not None:
