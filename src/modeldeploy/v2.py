@@ -1084,8 +1084,8 @@ def _response_body(
         raise
     # inlined for speed: orjson writes a NaN or an infinity in an array as null, so
     # only a body holding "null" needs its float outputs checked (np.isfinite().all()
-    # costs 1.4 us an output; this look 0.05 us)
-    if floats and b"null" in body:
+    # costs 1.3 us an output; find() 0.18 us for a 200-byte body, ``in`` 0.4)
+    if floats and body.find(b"null") >= 0:
         _check_finite(floats)
     if not buffers:
         return body, None
