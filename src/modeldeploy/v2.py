@@ -329,7 +329,7 @@ def _decode_header(header: Any, view: memoryview, header_end: int, binary: bool)
         if name in inputs:
             raise DecodeError(f"input {name!r} appears more than once")
         tensor_parameters = _parameters(raw, f"input {name!r}")
-        _reject_unsupported(tensor_parameters, f"input {name!r}")
+        _reject_unsupported(tensor_parameters, "input", name)
         binary_size = tensor_parameters.get("binary_data_size")
         if binary_size is None:
             if "data" not in raw:
@@ -565,12 +565,11 @@ def _parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
     return value
 
 
-def _reject_unsupported(parameters: Mapping[str, Any], where: str) -> None:
-    if not parameters:  # the common case, and a cheap test
-        return
+def _reject_unsupported(parameters: Mapping[str, Any], kind: str, name: str) -> None:
+    """Refuse the parameters of the *kind* ("input", "output") *name* this codec lacks."""
     for key in _UNSUPPORTED_PARAMETERS:
         if key in parameters:
-            raise DecodeError(f"{where}: parameter {key!r} is not supported")
+            raise DecodeError(f"{kind} {name!r}: parameter {key!r} is not supported")
 
 
 def _tensor_header(raw: dict[str, Any], index: int) -> tuple[str, str, tuple[int, ...]]:
@@ -580,18 +579,19 @@ def _tensor_header(raw: dict[str, Any], index: int) -> tuple[str, str, tuple[int
     datatype = raw.get("datatype")
     if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise DecodeError(f"input {name!r}: unsupported datatype {datatype!r}")
-    return name, datatype, _shape(raw.get("shape"), f"input {name!r}")
+    return name, datatype, _shape(raw.get("shape"), name)
 
 
-def _shape(value: Any, where: str) -> tuple[int, ...]:
+def _shape(value: Any, name: str) -> tuple[int, ...]:
+    """Input *name*'s shape, checked (the message is built only for an error: 0.2 us)."""
     if not isinstance(value, (list, tuple)) or not all(type(d) is int and d >= 0 for d in value):
-        raise DecodeError(f"{where}: 'shape' must be a list of non-negative integers")
+        raise DecodeError(f"input {name!r}: 'shape' must be a list of non-negative integers")
     if len(value) > _MAX_DIMS:
-        raise DecodeError(f"{where}: 'shape' has more than {_MAX_DIMS} dimensions")
+        raise DecodeError(f"input {name!r}: 'shape' has more than {_MAX_DIMS} dimensions")
     # a zero dimension makes any shape empty, but NumPy still refuses to reshape
     # into one whose other dimensions overflow its index type
     if math.prod(d for d in value if d) > _MAX_ELEMENTS:
-        raise DecodeError(f"{where}: 'shape' is too large")
+        raise DecodeError(f"input {name!r}: 'shape' is too large")
     return tuple(value)
 
 
@@ -662,22 +662,21 @@ def _json_array(
 def _from_binary(
     view: memoryview, offset: int, size: int, datatype: str, shape: tuple[int, ...], name: str
 ) -> npt.NDArray[Any]:
-    where = f"input {name!r}"
     count = math.prod(shape)
     dtype = DATATYPES[datatype]
     if datatype == "BYTES":
-        return _bytes_elements(view, offset, size, count, where).reshape(shape)
+        return _bytes_elements(view, offset, size, count, f"input {name!r}").reshape(shape)
     if count * dtype.itemsize != size:
         raise DecodeError(
-            f"{where}: shape {list(shape)} of {datatype} needs {count * dtype.itemsize} bytes, "
-            f"'binary_data_size' is {size}"
+            f"input {name!r}: shape {list(shape)} of {datatype} needs "
+            f"{count * dtype.itemsize} bytes, 'binary_data_size' is {size}"
         )
     if count == 0:
         array: npt.NDArray[Any] = np.empty(0, dtype=dtype)
     else:
         array = np.frombuffer(view, dtype, count, offset)  # keywords cost 0.15 us
     if datatype == "BOOL" and count and array.view(np.uint8).max() > 1:
-        raise DecodeError(f"{where}: BOOL bytes must be 0 or 1")
+        raise DecodeError(f"input {name!r}: BOOL bytes must be 0 or 1")
     array = array.reshape(shape)
     # a writable body (bytearray) must not let the model change the caller's buffer
     array.flags.writeable = False
@@ -725,7 +724,7 @@ def _requested_outputs(value: Any) -> tuple[RequestedOutput, ...]:
             raise DecodeError(f"output {name!r} is requested more than once")
         seen.add(name)
         parameters = _parameters(raw, f"output {name!r}")
-        _reject_unsupported(parameters, f"output {name!r}")
+        _reject_unsupported(parameters, "output", name)
         binary = parameters.get("binary_data")
         if binary is not None and not isinstance(binary, bool):
             raise DecodeError(f"output {name!r}: 'binary_data' must be a boolean")
@@ -1330,9 +1329,9 @@ def infer_request_from_grpc(message: pb.ModelInferRequest) -> InferRequest:
         datatype = tensor.datatype
         if datatype not in DATATYPES:
             raise DecodeError(f"input {name!r}: unsupported datatype {datatype!r}")
-        shape = _shape(list(tensor.shape), f"input {name!r}")
+        shape = _shape(list(tensor.shape), name)
         parameters = _grpc_parameters(tensor.parameters)
-        _reject_unsupported(parameters, f"input {name!r}")
+        _reject_unsupported(parameters, "input", name)
         if raw:
             if tensor.HasField("contents"):
                 raise DecodeError(f"input {name!r} has both contents and raw_input_contents")
@@ -1343,7 +1342,7 @@ def infer_request_from_grpc(message: pb.ModelInferRequest) -> InferRequest:
     outputs = []
     for output in message.outputs:
         output_parameters = _grpc_parameters(output.parameters)
-        _reject_unsupported(output_parameters, f"output {output.name!r}")
+        _reject_unsupported(output_parameters, "output", output.name)
         outputs.append(RequestedOutput(name=output.name, parameters=output_parameters))
     if len({output.name for output in outputs}) != len(outputs):
         raise DecodeError("an output is requested more than once")
