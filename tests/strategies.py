@@ -247,7 +247,9 @@ def _v2_elements(datatype: str, well_formed: bool) -> st.SearchStrategy[Any]:
     return (
         finite_floats
         | st.floats(-1e4, 1e4)
-        | st.sampled_from([3.4e38, 3.5e38, -1e39, 1e300, 65504.0, 65520.0, 2.0**-149, -0.0])
+        # float32's largest, the midpoint above it (rounds to inf), and past it
+        | st.sampled_from([3.4028234663852886e38, 3.4028235677973362e38, 3.4028235677973366e38])
+        | st.sampled_from([3.5e38, -1e39, 1e300, 65504.0, 65520.0, 2.0**-149, -0.0])
         | st.integers(-(2**70), 2**70)
         | st.sampled_from([2**24 + 1, 2**53 + 1, 10**400])
     )
