@@ -73,7 +73,11 @@ HEAD = b"POST / HTTP/1.1\r\nHost: x\r\n"
         HEAD + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % (LIMIT + 1),
         HEAD + b"\n\n",  # bare line feeds
     ],
-)
+    ids=[
+        "length over the limit", "bad length", "two lengths", "length and chunked",
+        "gzip alone", "chunked twice", "bad chunk size", "chunk over the limit", "bare LF",
+    ],
+)  # fmt: skip
 def test_what_the_framing_cannot_take_goes_over_at_once(head):
     # handed to a thread as it is, not whole: gunicorn or the app answers it
     framing = _framing(Config(), LIMIT)
