@@ -58,7 +58,15 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, Final
 
-from gunicorn.http import message
+import gunicorn
+
+if int(gunicorn.__version__.split(".")[0]) < 27:  # pragma: no cover  # the tests run 27
+    raise ImportError(
+        "modeldeploy.servers.gunicorn needs gunicorn 27 or later "
+        f"(pip install -U 'gunicorn>=27'), found {gunicorn.__version__}"
+    )
+
+from gunicorn.http import message  # after the version check
 from gunicorn.http2 import negotiation
 from gunicorn.workers import gthread
 
