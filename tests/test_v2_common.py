@@ -172,3 +172,8 @@ class TestEncodeJson:
         outputs = {"y": np.ones(2, np.float32), "s": np.array([b"null"], dtype=object)}
         body, _ = v2.encode_infer_response(outputs, model_name="null", id="null")
         assert [o["data"] for o in json.loads(body)["outputs"]] == [[1.0, 1.0], ["null"]]
+
+    def test_a_masked_nan_is_refused_as_json(self) -> None:
+        masked = np.ma.array([1.0, np.nan], mask=[False, True])
+        with pytest.raises(NotAcceptableError, match="output 'y' holds NaN"):
+            v2.encode_infer_response({"y": masked}, model_name="m")
