@@ -664,36 +664,27 @@ def report(results: dict) -> None:
 
 
 COST = """\
-Before and after this round of work, two runs of this benchmark each, between 16:34 and
-16:45 UTC on 2026-12-04 (load average 3 to 4; the tree before it served by the same
-script): the CLI 0.55x and 0.53x of the raw app before, 0.63x and 0.57x after (the
-median of the per-round ratios: 0.55 and 0.57 before, 0.59 and 0.58 after); V2 JSON 0.41x
-and 0.39x before, 0.44x and 0.39x after; the CLI's gunicorn 1.31x and 1.22x the Flask
-app before, 1.23x and 1.46x after; heavy with batching 0.50x and 0.49x of the second
-limit before, 0.52x and 0.48x after. In process, the CLI's worker app got about 7 %
-faster (below); on this shared machine that is within what one wrk run moves from the
-next.
+Before this session's work (2026-12-04, 16c2201, one run at 18:08 UTC on a quiet machine,
+load average 0.0): the CLI 0.59x the raw app's req/s (p99 1.15x), V2 JSON 0.42x, the
+CLI's gunicorn 1.32x the Flask app, heavy with batching 0.43x of limit 2. The table
+above is after it. What changed on the served path, in process (`benchmarks/app.py`,
+thread time, below): the PrometheusMonitor in multiprocess mode writes its own files,
+one lock a request (the `--workers N` app 22.0 -> about 16.5 us; one process about
+16 us); flat JSON lists of floats are validated with the standard library's `array()`
+(2.8 -> 2.3 us for 64 floats); the CLI's app hands uvicorn the adapter's coroutine
+(0.3 us); the V2 codec decodes common requests in bulk (V2 JSON 35 -> 22 us, binary
+28 -> 21 us). In the server: uvicorn's protocol sends an answer's head and body in one
+`writev` (the raw app took 53 -> 48 us of server CPU a request with it), and no
+`server` header. Batching: a batch's callers are woken in a chain, and the jobs an event
+loop submits in one pass are queued together.
 
-Where the tiny model's time goes, in process: each app's ASGI callable called in a loop
-with a ready-made receive and send (`BENCH_MODEL=tiny`, thread time, best of 60 loops of
-100 calls, 3 runs interleaved with the tree before this round of work; the machine was
-loaded, so about). The raw app answers in 8.2 us. The app `modeldeploy serve` builds for
-a worker answers in 17.8 us in one process (19.1 us before: model routes are now
-remembered by (method, path) and called without the routing, requests built without
-attrs' frozen `__init__`, overflow checked with one `vdot` instead of `np.errstate`), and
-in 22.7 us with `--workers 2` (24.5 us before). The difference between the two is the
-PrometheusMonitor in prometheus_client's multiprocess mode: five mmap-backed values per
-request, each with its own lock and pid check (the start and end of one request: 6.1 us,
-against 0.6 us in one process). The rest of the gap to the raw app: the JSON
-serializer's size and depth checks (2.7 us against 1.1 us for bare orjson), the signature
-validation (2.7 us: a float64 array from the list, then a checked cast, against 1.25 us
-for the raw app's unchecked `np.asarray(..., float32)`), the encoder and response (1.5 us
-against 0.4 us) and `Service.handle`'s request id, monitor, deadline and admission. Under
-a real server each of these is paid again with cold caches, so the gap per request there
-is about twice the in-process one. V2 JSON takes about 40 us in the same loop: the V2
-codec decodes and checks the tensor list in Python. Under uvicorn, the read deadlines of
-`modeldeploy.servers.uvicorn` no longer arm and cancel a timer per request (1.1 -> 0.14
-us).
+Each microsecond in process costs about two to three in the server (cold caches between
+requests: the raw app takes 7.9 us in process and about 50 us of server CPU a request).
+What keeps the CLI from the raw app: request ids, the version header, validation, the
+monitor, admission and error mapping, about 8 us in process. For the heavy model, the
+batches average about 20 requests at c=64 over 2 processes (never more than 32 in a
+process), and small batches cost this model up to 4 times as much a row as a batch of
+64 (OpenBLAS repacks the weights on every call).
 """
 
 
