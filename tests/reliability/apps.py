@@ -16,10 +16,17 @@ import flask
 from modeldeploy import PrometheusMonitor, Service, predictor
 from modeldeploy.adapters import wsgi
 from modeldeploy.adapters.flask import blueprint
-from modeldeploy.demo import service
+from modeldeploy.demo import SIGNATURE, predict_proba, service
 
 flask_app = flask.Flask(__name__)
 flask_app.register_blueprint(blueprint(service))
+
+inline = Service(
+    predictor(predict_proba, batched=True, signature=SIGNATURE, name="demo", version="1"),
+    workers=0,
+    monitors=[PrometheusMonitor()],
+)
+"""The demo's model computed on the event loop: uvicorn's direct lane answers /predict."""
 
 COMPUTE_S = 0.02  # one call of the slow model
 

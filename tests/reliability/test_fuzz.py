@@ -68,22 +68,49 @@ requests = st.one_of(
 )  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=["uvicorn", "gunicorn"])
+# server -> the app it serves; "uvicorn-inline" computes on the event loop, so that
+# /predict takes the direct lane of modeldeploy's uvicorn protocol once it was answered
+_WIRE_APPS = {
+    "uvicorn": "modeldeploy.demo:service",
+    "gunicorn": "modeldeploy.demo:service",
+    "uvicorn-inline": "tests.reliability.apps:inline",
+}
+
+
+@pytest.fixture(scope="module", params=list(_WIRE_APPS))
 def wire_server(request: pytest.FixtureRequest) -> Iterator[Process]:
     port = free_port()
+    server = request.param.partition("-")[0]
     argv = [
-        sys.executable, "-m", "modeldeploy", "serve", "modeldeploy.demo:service",
-        "--server", request.param, "--header-timeout", "0.5", "--body-timeout", "0.5",
+        sys.executable, "-m", "modeldeploy", "serve", _WIRE_APPS[request.param],
+        "--server", server, "--header-timeout", "0.5", "--body-timeout", "0.5",
         "--port", str(port),
     ]  # fmt: skip
     process = Process(argv, port=port, name=request.param)
     try:
         process.wait_ready()
+        for path in (b"/predict", b"/v2/models/demo/infer"):  # both model routes seen once
+            status, _, _ = request_raw(port, path)
+            assert status == 400
     except BaseException:
         process.kill()
         raise
     yield process
     process.kill()
+
+
+def request_raw(port: int, path: bytes) -> tuple[int, bytes, bytes]:
+    """One POST of an empty JSON body to *path*; (status, head, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), head, body
 
 
 @settings(

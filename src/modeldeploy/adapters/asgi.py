@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
+from modeldeploy.codecs import Codec
 from modeldeploy.errors import PayloadTooLargeError
 from modeldeploy.http import HTTPApp
 from modeldeploy.messages import Response, make_request
@@ -24,6 +25,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# a model route an inline app answers without the ASGI cycle: (method, path, its call)
+DirectRoute = tuple[str, str, tuple["Codec | None", Service]]
 """
 The type of an ASGI 3 application: ``async def app(scope, receive, send)``.
 
@@ -190,17 +193,20 @@ class _ASGIApp:
         # (the body's size was checked above); one layer less per request
         call = self._calls.get((method, path))
         if call is not None:
-            codec, service = call
-            request = make_request(
-                body, headers.get("content-type") or _JSON, headers.get("accept") or "*/*", headers
-            )
-            try:
-                if self._inline:
-                    response = service.handle(request, codec)
-                else:
+            if self._inline:
+                response = self._answer(call, method, path, headers, body)
+            else:
+                codec, service = call
+                request = make_request(
+                    body,
+                    headers.get("content-type") or _JSON,
+                    headers.get("accept") or "*/*",
+                    headers,
+                )
+                try:
                     response = await service.ahandle(request, codec)
-            except Exception:  # handle never raises; a bug in a codec might
-                response = self.app._internal(method, path)
+                except Exception:  # ahandle never raises; a bug in a codec might
+                    response = self.app._internal(method, path)
         elif self._inline:
             raw_query = scope.get("query_string")
             query = raw_query.decode("latin-1") if raw_query else ""
@@ -219,6 +225,53 @@ class _ASGIApp:
         # HEAD: the GET's headers, content-length included, and no body
         body = response.body if scope["method"] != "HEAD" else b""
         await send({"type": "http.response.body", "body": body})
+
+    def direct_route(self, method: str, path: str) -> DirectRoute | None:
+        """
+        A model route this app answers on the caller's thread, or None.
+
+        For a server that can skip the ASGI cycle (``modeldeploy serve``'s
+        uvicorn protocol, :mod:`modeldeploy.servers.uvicorn`): an inline app
+        (``workers=0``) answers a model route it has seen before, once started,
+        with :meth:`direct_answer` on the event loop, as :meth:`__call__` would,
+        headers, body limit and all. The server checks the body's size against
+        :attr:`max_body_size` itself, and sends everything else to the app.
+
+        .. versionadded:: 0.1.0
+        """
+        if not self._inline or self._unstarted:
+            return None
+        call = self._calls.get((method, path))
+        return None if call is None else (method, path, call)
+
+    def direct_answer(
+        self, route: DirectRoute, raw_headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> Response:
+        """The answer to a request on a :meth:`direct_route`; never raises."""
+        method, path, call = route
+        return self._answer(call, method, path, _decode_headers(raw_headers), body)
+
+    @property
+    def max_body_size(self) -> int:
+        """The largest request body answered; larger ones get 413 unread."""
+        return self._max_body_size
+
+    def _answer(
+        self,
+        call: tuple[Codec | None, Service],
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> Response:
+        codec, service = call
+        request = make_request(
+            body, headers.get("content-type") or _JSON, headers.get("accept") or "*/*", headers
+        )
+        try:
+            return service.handle(request, codec)
+        except Exception:  # handle never raises; a bug in a codec might
+            return self.app._internal(method, path)
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -650,6 +650,16 @@ class _ASGIWhileLoading:
         self.loading = loading
         self._load_on_startup = load_on_startup
         self._loaded = False  # loading.done seen set: a plain attribute, read per request
+        # the direct lane of modeldeploy's uvicorn protocol, once loaded (the adapter's)
+        self._direct_route = getattr(inner, "direct_route", None)
+        self.direct_answer = getattr(inner, "direct_answer", None)
+        self.max_body_size = app.max_body_size
+
+    def direct_route(self, method: str, path: str) -> Any:
+        """The adapter's :meth:`~modeldeploy.adapters.asgi` direct route, once loaded."""
+        if not self._loaded or self._direct_route is None:
+            return None
+        return self._direct_route(method, path)
 
     def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
         # once loaded, the adapter's own coroutine, with no frame of ours around it
