@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import socket
@@ -68,15 +69,14 @@ class Counted:
         )
 
 
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, Counted, uvicorn.Server]]:
-    monkeypatch.setenv("MODELDEPLOY_BODY_TIMEOUT", str(BODY_TIMEOUT))
-    counted = Counted()
+@contextlib.contextmanager
+def running(counted: Counted, **options: Any) -> Iterator[tuple[int, uvicorn.Server]]:
+    """A real uvicorn on a free port, in a thread, serving *counted* with our protocol."""
     port = free_port()
     config = uvicorn.Config(
         counted.app, host="127.0.0.1", port=port, http=ours.HttpToolsProtocol,
         loop="asyncio", log_level="error", access_log=False, lifespan="on",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=10, **options,
     )  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -87,10 +87,18 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, Counted, uvic
                 break
             threading.Event().wait(0.05)
         assert server.started
-        yield port, counted, server
+        yield port, server
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, Counted, uvicorn.Server]]:
+    monkeypatch.setenv("MODELDEPLOY_BODY_TIMEOUT", str(BODY_TIMEOUT))
+    counted = Counted()
+    with running(counted) as (port, server):
+        yield port, counted, server
 
 
 def post(body: bytes, *headers: str, path: str = "/predict") -> bytes:
@@ -280,6 +288,46 @@ def test_shutdown_answers_a_direct_request_being_read_then_closes(server) -> Non
     assert (answer.status, answer.body) == (200, b"[2,4]")
     assert answer.headers.get("connection") == "close"
     assert counted.direct == 1
+
+
+KEEP_ALIVE = 1  # seconds; uvicorn's timeout_keep_alive, short for the test
+
+
+def test_an_idle_kept_alive_connection_is_closed_silently_and_a_busy_one_is_not() -> None:
+    counted = Counted()
+    with running(counted, timeout_keep_alive=KEEP_ALIVE) as (port, _):
+        exchange(port, post(b"[0]"), 1)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(post(b"[1]"))
+            received = b""
+            while not parse(received)[0]:
+                received += sock.recv(65536)
+            # kept alive: a second request on it is answered
+            sock.sendall(post(b"[2]"))
+            while len(parse(received)[0]) < 2:
+                received += sock.recv(65536)
+            answered = len(received)
+            while chunk := sock.recv(65536):  # then idle: closed, with nothing sent
+                received += chunk
+            assert len(received) == answered
+        assert [a.body for a in parse(received)[0]] == [b"[2]", b"[4]"]
+        request = post(b"[3]")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(post(b"[1]"))
+            received = b""
+            while not parse(received)[0]:
+                received += sock.recv(65536)
+            # the next request's bytes come slowly, across the keep-alive timeout:
+            # the connection is no longer idle once its first byte is in
+            for piece in (request[:5], request[5:20], request[20:]):
+                threading.Event().wait(KEEP_ALIVE * 0.6)
+                sock.sendall(piece)
+            while len(parse(received)[0]) < 2:
+                chunk = sock.recv(65536)
+                assert chunk, "closed as idle while a request was coming in"
+                received += chunk
+        assert parse(received)[0][1].body == b"[6]"
+    assert counted.direct == 4
 
 
 @pytest.mark.parametrize(
