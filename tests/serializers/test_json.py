@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -45,6 +46,30 @@ def outcome(call: Any, *args: Any) -> Any:
         return ("ok", call(*args))
     except ModelDeployError as exc:
         return ("error", type(exc))
+
+
+def float32_digits(array: np.ndarray) -> Any:
+    """
+    What dumps promises for a float16/float32 array, from orjson's own writer.
+
+    The values orjson's OPT_SERIALIZE_NUMPY text of the array reads as (float32's
+    shortest digits, float16 through float32), nested as ``tolist()``; NaN and
+    infinities, which orjson writes as null, stay themselves.
+    """
+    flat = np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
+    finite = np.isfinite(flat)
+    text = orjson.dumps(np.where(finite, flat, np.float32(0)), option=orjson.OPT_SERIALIZE_NUMPY)
+    values = np.array(json.loads(text), dtype=np.float64)
+    with np.errstate(invalid="ignore"):  # a signalling NaN warns as it widens
+        values[~finite] = flat[~finite]
+    return values.reshape(array.shape).tolist()
+
+
+def as_written(array: np.ndarray) -> Any:
+    """The plain values dumps writes for *array*: float32 digits for float16/float32."""
+    return (
+        float32_digits(array) if array.dtype.kind == "f" and array.itemsize < 8 else array.tolist()
+    )
 
 
 def nested(depth: int) -> Any:
@@ -127,18 +152,25 @@ class TestRoundtrip:
             "uuid": uuid.UUID(int=1),
             "str_subclass": Text("x"),
             "np_float32": np.float32(0.1),
+            "np_float16": np.float16(0.1),
+            "np_float64": np.float64(0.1),
             "np_int64": np.int64(-3),
             "np_bool": np.bool_(True),
         }
-        assert serializer.loads(serializer.dumps(value)) == {
+        decoded = serializer.loads(serializer.dumps(value))
+        assert decoded == {
             "enum": "red",
             "int_enum": 3,
             "uuid": "00000000-0000-0000-0000-000000000001",
             "str_subclass": "x",
-            "np_float32": float(np.float32(0.1)),
+            "np_float32": 0.1,  # float32's shortest digits, not 0.10000000149011612
+            "np_float16": 0.099975586,  # float16 0.1 in float32's shortest digits
+            "np_float64": 0.1,
             "np_int64": -3,
             "np_bool": True,
         }
+        assert np.float32(decoded["np_float32"]) == np.float32(0.1)
+        assert np.float16(decoded["np_float16"]) == np.float16(0.1)
 
 
 class TestNaNPolicy:
@@ -181,13 +213,19 @@ class TestArrays:
     @given(array=strategies.arrays())
     def test_lists_by_default(self, engine: str, array: np.ndarray) -> None:
         serializer = JSON(backend=engine, allow_nan=True)  # type: ignore[arg-type]
-        assert strategies.nan_equal(serializer.loads(serializer.dumps(array)), array.tolist())
+        decoded = serializer.loads(serializer.dumps(array))
+        assert strategies.nan_equal(decoded, as_written(array))
+        if array.dtype.kind == "f" and array.ndim and array.size:
+            read = np.asarray(decoded, dtype=array.dtype)
+            assert read.shape == array.shape
+            assert np.array_equal(read, array, equal_nan=True)
 
     @given(
         array=strategies.arrays()
         | hnp.arrays(
             st.sampled_from(
                 ["float32", "float16", "float64", "int64", "uint64", "bool", ">f8", ">i4", ">u8"]
+                + [">f4", ">f2"]
                 + (["longdouble"] if np.dtype("longdouble").itemsize > 8 else [])
             ),
             st.integers(256, 600),  # large enough for orjson's own array path
@@ -198,11 +236,14 @@ class TestArrays:
     def test_an_array_is_written_as_its_list(
         self, engine: str, array: np.ndarray, allow_nan: bool, transpose: bool
     ) -> None:
-        """The fast path for a top-level array writes the very bytes its tolist() gives."""
+        """A top-level array is written as the very bytes of its list of plain values.
+
+        That list is ``tolist()``, with float16/float32 values in float32's digits.
+        """
         serializer = JSON(backend=engine, allow_nan=allow_nan)  # type: ignore[arg-type]
         array = array.T if transpose else array  # not C-contiguous when 2-D or more
         try:
-            expected = serializer.dumps(array.tolist())
+            expected = serializer.dumps(as_written(array))
         except EncodeError:
             with pytest.raises(EncodeError):
                 serializer.dumps(array)
@@ -299,6 +340,151 @@ class TestArrays:
         serializer = JSON(backend=engine, typed_arrays=True)  # type: ignore[arg-type]
         array = np.array([0, 2**64 - 1], dtype="uint64")
         assert strategies.nan_equal(serializer.loads(serializer.dumps(array)), array)
+
+
+NUMPY = orjson.OPT_SERIALIZE_NUMPY
+short_float_dtypes = st.sampled_from(["float32", "float16", ">f4", ">f2"])
+
+
+@st.composite
+def short_float_arrays(draw: st.DrawFn, finite: bool = True) -> np.ndarray:
+    """float32/float16 arrays of any bit pattern (subnormals too), either byte order."""
+    dtype = np.dtype(draw(short_float_dtypes))
+    bits = draw(
+        hnp.arrays(
+            np.dtype(f"u{dtype.itemsize}"),
+            hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6),
+        )
+    )
+    array = bits.view(dtype.newbyteorder("=")).astype(dtype)
+    if finite:
+        array[~np.isfinite(array)] = 0
+    return array
+
+
+def same_bits(read: np.ndarray, array: np.ndarray) -> bool:
+    """Equal dtype, shape and bits (NaN payloads aside: JSON's NaN has one)."""
+    native = array.astype(array.dtype.newbyteorder("="))
+    read = read.astype(read.dtype.newbyteorder("="))
+    nan = np.isnan(native)
+    return bool(
+        read.dtype == native.dtype
+        and read.shape == native.shape
+        and np.array_equal(np.isnan(read), nan)
+        and (
+            read[~nan].view(f"u{native.itemsize}") == native[~nan].view(f"u{native.itemsize}")
+        ).all()
+    )
+
+
+class TestFloat32Digits:
+    """float16/float32 values are written in float32's shortest digits, as orjson writes them."""
+
+    @given(array=short_float_arrays(), transpose=st.booleans())
+    def test_read_back_as_the_same_bits(
+        self, engine: str, array: np.ndarray, transpose: bool
+    ) -> None:
+        serializer = JSON(backend=engine)  # type: ignore[arg-type]
+        array = array.T if transpose else array
+        read = np.asarray(serializer.loads(serializer.dumps(array)), dtype=array.dtype)
+        assert read.shape == array.shape or array.size == 0
+        assert same_bits(read.reshape(array.shape), array)
+        inside = serializer.loads(serializer.dumps({"y": [array]}))["y"][0]
+        assert same_bits(np.asarray(inside, dtype=array.dtype).reshape(array.shape), array)
+
+    @given(array=short_float_arrays().filter(lambda a: a.ndim > 0))
+    def test_text_is_orjsons(self, array: np.ndarray) -> None:
+        native = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+        expected = orjson.dumps(native, option=NUMPY)
+        serializer = JSON(backend="orjson")
+        assert serializer.dumps(native) == expected
+        assert serializer.dumps(array) == expected  # big-endian too
+        assert serializer.dumps({"y": array, "n": 1}) == orjson.dumps(
+            {"y": native, "n": 1}, option=NUMPY
+        )
+        if array.ndim == 2:  # not C-contiguous
+            assert serializer.dumps(array.T) == orjson.dumps(
+                np.ascontiguousarray(native.T), option=NUMPY
+            )
+
+    @given(array=short_float_arrays())
+    def test_engines_write_the_same_values(self, array: np.ndarray) -> None:
+        fast, slow = both()
+        # the stdlib writes 1e-07 where orjson writes 1e-7: the same number
+        assert json.loads(slow.dumps(array)) == json.loads(fast.dumps(array))
+        assert json.loads(fast.dumps(array)) == float32_digits(array)
+
+    def test_every_float16(self, engine: str) -> None:
+        array = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+        array = array[np.isfinite(array)]
+        serializer = JSON(backend=engine)  # type: ignore[arg-type]
+        read = np.asarray(serializer.loads(serializer.dumps(array)), dtype=np.float16)
+        assert same_bits(read, array)
+
+    @pytest.mark.parametrize(
+        ("value", "text"),
+        [
+            (np.float32(0.1), b"0.1"),
+            (np.array([0.1, -0.0, 1e-7, 3e38], dtype=np.float32), b"[0.1,-0.0,1e-7,3e+38]"),
+            (np.array([[1.5e-45]], dtype=">f4"), b"[[1e-45]]"),
+            (np.array(0.25, dtype=np.float32), b"0.25"),  # 0-d
+            (np.float16(0.1), b"0.099975586"),  # float16 is written through float32
+            (np.array([65504, 6e-8], dtype=np.float16), b"[65504.0,5.9604645e-8]"),
+        ],
+        ids=repr,
+    )
+    def test_known_texts(self, value: Any, text: bytes) -> None:
+        assert JSON(backend="orjson").dumps(value) == text
+        assert JSON(backend="orjson").dumps({"v": value}) == b'{"v":' + text + b"}"
+
+    @given(
+        scalar=short_float_arrays().filter(lambda a: a.size > 0).map(lambda a: a.reshape(-1)[0])
+    )
+    def test_scalars(self, engine: str, scalar: np.generic) -> None:
+        serializer = JSON(backend=engine)  # type: ignore[arg-type]
+        decoded = serializer.loads(serializer.dumps(scalar))
+        assert same_bits(np.asarray(decoded, dtype=scalar.dtype), np.asarray(scalar))
+        assert decoded == json.loads(orjson.dumps(scalar, option=NUMPY))
+
+    @given(array=short_float_arrays(finite=False).filter(lambda a: not np.isfinite(a).all()))
+    def test_non_finite_follow_allow_nan(self, engine: str, array: np.ndarray) -> None:
+        with pytest.raises(EncodeError, match="allow_nan"):
+            JSON(backend=engine).dumps(array)  # type: ignore[arg-type]
+        with pytest.raises(EncodeError, match="allow_nan"):
+            JSON(backend=engine).dumps({"y": array})  # type: ignore[arg-type]
+        with pytest.raises(EncodeError, match="allow_nan"):
+            JSON(backend=engine, typed_arrays=True).dumps(array)  # type: ignore[arg-type]
+        lenient = JSON(backend=engine, allow_nan=True)  # type: ignore[arg-type]
+        decoded = lenient.loads(lenient.dumps(array))
+        assert strategies.nan_equal(decoded, float32_digits(array))
+        read = np.asarray(decoded, dtype=array.dtype).reshape(array.shape)
+        assert same_bits(read, array)
+
+    @given(array=short_float_arrays(finite=False))
+    def test_typed_tensors_carry_float32_digits(self, engine: str, array: np.ndarray) -> None:
+        serializer = JSON(backend=engine, typed_arrays=True, allow_nan=True)  # type: ignore[arg-type]
+        body = serializer.dumps({"x": array})
+        data = json.loads(body)["x"]["__tensor__"]["data"]
+        assert strategies.nan_equal(data, float32_digits(array.reshape(-1)))
+        assert same_bits(serializer.loads(body)["x"], array)
+
+    def test_depth_limit_still_holds(self, engine: str) -> None:
+        array = np.zeros((1, 1, 1), dtype=np.float32)
+        serializer = JSON(backend=engine, max_depth=3)  # type: ignore[arg-type]
+        assert serializer.dumps(array) == b"[[[0.0]]]"
+        for value in (np.zeros((1, 1, 1, 1), dtype=np.float32), [array], {"a": array}):
+            with pytest.raises(EncodeError, match="deeper"):
+                serializer.dumps(value)
+
+    def test_an_array_subclass_is_written_as_its_list(self, engine: str) -> None:
+        masked = np.ma.masked_array(np.array([0.5, 2.0], dtype=np.float32), mask=[False, True])
+        assert JSON(backend=engine).loads(JSON(backend=engine).dumps({"m": masked})) == {  # type: ignore[arg-type]
+            "m": [0.5, None]
+        }
+
+    def test_float64_keeps_its_digits(self, engine: str) -> None:
+        value = np.array([0.1, float(np.float32(0.1))])
+        assert JSON(backend=engine).loads(JSON(backend=engine).dumps(value)) == value.tolist()  # type: ignore[arg-type]
 
 
 class TestEnginesAgree:

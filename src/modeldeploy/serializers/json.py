@@ -32,6 +32,9 @@ except ImportError:  # pragma: no cover - the test venv has orjson; tests force 
 _ORJSON_OPTIONS = (
     orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS if orjson is not None else 0
 )
+# only for float16/float32 arrays and scalars: applied to every value, orjson would
+# write datetime64 arrays as strings and refuse non-native ones instead of calling default
+_ORJSON_NUMPY = orjson.OPT_SERIALIZE_NUMPY if orjson is not None else 0
 
 __all__ = [
     "INT_MAX",
@@ -200,9 +203,17 @@ class JSON:
     ``array.tolist()``, or with ``typed_arrays=True`` as the tensor object
     ``{"__tensor__": {"dtype": "float32", "shape": [2, 3], "data": [...]}}`` that
     decodes to an equal array of that dtype and shape; an ``Enum`` member as
-    its value; a ``uuid.UUID`` as its string. Anything else (``set``, ``bytes``,
-    ``datetime``, a dict with non-``str`` keys, an int outside the range, a
-    string with a lone surrogate) raises :class:`~modeldeploy.errors.EncodeError`.
+    its value; a ``uuid.UUID`` as its string. float32 and float16 values (in
+    arrays, scalars and tensor objects; a ``numpy.ndarray`` subclass is its
+    ``tolist()``) are written in the shortest digits that read back as the same
+    float32, as orjson's ``OPT_SERIALIZE_NUMPY`` and the V2 codec write them
+    (``np.float32(0.1)`` as ``0.1``, not ``0.10000000149011612``; float16
+    through float32: ``np.float16(0.1)`` as ``0.099975586``): they decode as the
+    Python float of those digits, and ``np.float32`` (or ``np.float16``) of it
+    is the value written, bit for bit. Both engines write the same digits.
+    Anything else (``set``, ``bytes``, ``datetime``, a dict with non-``str``
+    keys, an int outside the range, a string with a lone surrogate) raises
+    :class:`~modeldeploy.errors.EncodeError`.
 
     Decoding reads UTF-8 only. An integer literal outside 64 bits decodes as
     the nearest float, as orjson does.
@@ -323,28 +334,35 @@ class JSON:
         return out
 
     def _dumps_array(self, array: Any) -> bytes | None:
-        """A numeric array as ``dumps(array.tolist())`` writes it, with no hook; None if not.
+        """A numeric array as the general path writes it, with no hook; None if not.
 
-        A model's output is most often one array: handing orjson its list (or,
-        when large, the array itself as float64, which orjson writes with the
-        same shortest digits) spares a ``default`` call and the nesting scans.
+        A model's output is most often one array: handing orjson the array
+        itself (float16 and float32 always, in float32's shortest digits;
+        float64, ints and bools when large) or its list spares a ``default``
+        call and the nesting scans.
         """
         dtype = array.dtype
-        # native ints, bools and floats up to float64: what tolist() makes Python
-        # numbers of, and orjson writes (a long double or a big-endian array is not)
-        if (
-            dtype.kind not in "biuf"
-            or dtype.itemsize > 8
-            or not dtype.isnative
-            or array.ndim > self.max_depth
-        ):
-            return None
+        kind = dtype.kind
         assert orjson is not None
+        if array.ndim > self.max_depth:
+            return None
+        if kind == "f" and dtype.itemsize < 8:
+            # float16/float32: orjson writes float32's shortest digits of a plain
+            # C-contiguous native array; _short_float_json makes one of any other
+            if array.ndim == 0 or not (array.flags.c_contiguous and dtype.isnative):
+                out = _short_float_json(array)
+            else:
+                out = orjson.dumps(array, option=_ORJSON_NUMPY)
+            if out.find(b"l") != -1 and out.find(b"null") != -1:
+                return self._dumps_stdlib(array)  # NaN or an infinity: the policy decides
+            return out
+        # native ints, bools and float64, what tolist() makes Python numbers of and
+        # orjson writes (a long double or a big-endian array is not)
+        if kind not in "biuf" or dtype.itemsize > 8 or not dtype.isnative:
+            return None
         try:
             if array.size >= _ARRAY_DIRECT and array.flags.c_contiguous:
-                if dtype.kind == "f" and dtype.itemsize != 8:
-                    array = array.astype("float64")
-                out = orjson.dumps(array, option=orjson.OPT_SERIALIZE_NUMPY)
+                out = orjson.dumps(array, option=_ORJSON_NUMPY)
             else:
                 out = orjson.dumps(array.tolist())
         except (TypeError, orjson.JSONEncodeError):
@@ -401,10 +419,16 @@ class JSON:
         if isinstance(obj, uuid.UUID):
             return str(obj)
         np = numpy_or_none()
-        if self.typed_arrays and np is not None and isinstance(obj, np.ndarray):
-            if depth + 1 > self.max_depth:
-                raise EncodeError(f"value nests deeper than {self.max_depth} levels")
-            return {TENSOR_KEY: self._plain(self._tensor(obj), depth + 1)}
+        if np is not None and isinstance(obj, np.ndarray):
+            if self.typed_arrays:
+                if depth + 1 > self.max_depth:
+                    raise EncodeError(f"value nests deeper than {self.max_depth} levels")
+                tensor = self._tensor(obj, _short_float_values)
+                return {TENSOR_KEY: self._plain(tensor, depth + 1)}
+            if type(obj) is np.ndarray and _is_short_float(obj.dtype):
+                return self._plain(_short_float_values(obj), depth)
+        elif np is not None and isinstance(obj, np.generic) and _is_short_float(obj.dtype):
+            return _short_float_values(obj)
         return self._plain(self._convert(obj), depth)
 
     def _convert(self, obj: Any) -> Any:
@@ -412,13 +436,21 @@ class JSON:
         Turn a value JSON has no type for into one it has, or raise EncodeError.
 
         It is orjson's ``default`` hook too: orjson wraps what it raises in
-        JSONEncodeError, which dumps() maps.
+        JSONEncodeError, which dumps() maps. Only orjson gets here with NumPy
+        arrays and float16/float32 scalars (``_plain`` takes them first), and
+        gets float16/float32 values as orjson's own text of them.
         """
         np = numpy_or_none()
         if np is not None:
             if isinstance(obj, np.ndarray):
-                return self._tensor_object(obj) if self.typed_arrays else obj.tolist()
+                if self.typed_arrays:
+                    return {TENSOR_KEY: self._tensor(obj, _short_float_fragment)}
+                if type(obj) is np.ndarray and _is_short_float(obj.dtype):
+                    return _short_float_fragment(obj)
+                return obj.tolist()
             if isinstance(obj, np.generic):
+                if _is_short_float(obj.dtype):
+                    return _short_float_fragment(obj)
                 item = obj.item()
                 if isinstance(item, np.generic):  # a long double is its own item()
                     raise EncodeError(f"NumPy {obj.dtype.name} values have no JSON form")
@@ -440,14 +472,14 @@ class JSON:
 
         return default
 
-    def _tensor(self, array: Any) -> dict[str, Any]:
+    def _tensor(self, array: Any, short_floats: Callable[[Any], Any]) -> dict[str, Any]:
+        """The fields of *array*'s tensor object; float16/float32 data by *short_floats*."""
         name = array.dtype.name
         if name not in TENSOR_DTYPES:
             raise EncodeError(f"arrays of dtype {name} have no JSON tensor form")
-        return {"dtype": name, "shape": list(array.shape), "data": array.reshape(-1).tolist()}
-
-    def _tensor_object(self, array: Any) -> dict[str, Any]:
-        return {TENSOR_KEY: self._tensor(array)}
+        flat = array.reshape(-1)
+        data = short_floats(flat) if _is_short_float(array.dtype) else flat.tolist()
+        return {"dtype": name, "shape": list(array.shape), "data": data}
 
     # -- decoding -----------------------------------------------------------------
 
@@ -571,6 +603,50 @@ class JSON:
             raise
         except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
             raise DecodeError(f"tensor data do not fit dtype {name} and shape") from exc
+
+
+def _is_short_float(dtype: Any) -> bool:
+    """Whether *dtype* is float16 or float32 (either byte order): JSON writes float32 digits."""
+    return bool(dtype.kind == "f" and dtype.itemsize < 8)
+
+
+def _short_float_json(value: Any) -> bytes:
+    """
+    Return orjson's text of a float16/float32 array or scalar: float32's shortest digits.
+
+    orjson writes a float16 value through float32 (``0.099975586`` for float16
+    0.1), NaN and infinities as ``null``. It takes plain, C-contiguous, native
+    arrays of at least one dimension; other arrays are copied to one first.
+    """
+    assert orjson is not None
+    np = numpy_or_none()
+    assert np is not None
+    if isinstance(value, np.ndarray):
+        if value.ndim == 0:
+            value = value[()]
+        elif not (type(value) is np.ndarray and value.flags.c_contiguous and value.dtype.isnative):
+            value = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("="))
+    return orjson.dumps(value, option=_ORJSON_NUMPY)
+
+
+def _short_float_fragment(value: Any) -> Any:
+    """A float16/float32 array or scalar as an orjson Fragment of its text."""
+    assert orjson is not None
+    return orjson.Fragment(_short_float_json(value))
+
+
+def _short_float_values(value: Any) -> Any:
+    """
+    Return a float16/float32 array or scalar as Python floats in float32's digits.
+
+    The floats nest as ``tolist()`` nests them, and ``repr`` writes each in
+    float32's shortest digits, the digits orjson writes: NumPy's float32
+    ``str`` is that shortest text, and parsed as a double it is the double
+    whose ``repr`` is those digits. NaN and infinities stay themselves.
+    """
+    np = numpy_or_none()
+    assert np is not None
+    return np.asarray(value, dtype=np.float32).astype(str).astype(np.float64).tolist()
 
 
 def _reason(exc: BaseException) -> str:
