@@ -177,3 +177,47 @@ class TestEncodeJson:
         masked = np.ma.array([1.0, np.nan], mask=[False, True])
         with pytest.raises(NotAcceptableError, match="output 'y' holds NaN"):
             v2.encode_infer_response({"y": masked}, model_name="m")
+
+
+class TestOneJsonOutput:
+    """The common answer, one numeric output as JSON, built from cached bytes."""
+
+    @given(
+        array=hnp.arrays(
+            st.sampled_from(["float16", "float32", "float64", "int8", "uint16", "int64", "bool"]),
+            hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
+        ),
+        model=st.sampled_from(["m", 'q"uote', "\u00e9t\u00e9"]),
+        version=st.sampled_from([None, "1", "v\\2"]),
+        name=st.sampled_from(["y", "out put", "\u2603"]),
+    )
+    def test_it_writes_the_general_paths_bytes(
+        self, array: np.ndarray, model: str, version: str | None, name: str
+    ) -> None:
+        general = {"model_name": model}
+        if version is not None:
+            general["model_version"] = version
+        try:
+            data = v2._to_json_data(array, v2.dtype_to_datatype(array.dtype), name)
+        except ModelDeployError:
+            data = None  # NaN or an infinity: the fast path leaves it to the general one
+        fast = v2._one_json_output({name: array}, model, version)
+        if data is None or (array.dtype.kind == "f" and not np.isfinite(array).all()):
+            assert fast is None
+            return
+        entry = {
+            "name": name,
+            "datatype": v2.dtype_to_datatype(array.dtype),
+            "shape": list(array.shape),
+            "data": data,
+        }
+        assert fast == v2.dumps_json({**general, "outputs": [entry]})
+        body, headers = v2.encode_infer_response(
+            {name: array}, model_name=model, model_version=version
+        )
+        assert (body, headers) == (fast, {"Content-Type": "application/json"})
+
+    def test_anything_else_takes_the_general_path(self) -> None:
+        assert v2._one_json_output({"y": np.array([b"a"], dtype=object)}, "m", None) is None
+        assert v2._one_json_output({"y": np.ones(2, ">f4")}, "m", None) is None
+        assert v2._one_json_output({"y": np.array([1.0, np.inf], np.float32)}, "m", None) is None
