@@ -1,13 +1,18 @@
 """
-The served app in process: each ASGI app's callable, called in a loop (issue #10).
+The server in process: uvicorn's HTTP protocol fed one request at a time (issue #10).
 
-What a request costs the application a server runs, without the server: the
-app's ``await app(scope, receive, send)`` with a ready-made scope, a receive
-that hands over the body and a send that keeps the messages. The limit is the
-hand-written raw ASGI app of ``benchmarks/apps/raw_asgi.py`` (orjson, NumPy,
-the model). modeldeploy's contestant is the app ``modeldeploy serve`` builds
-for each worker process (``modeldeploy.cli.serve._asgi_app`` over
-``benchmarks/apps/modeldeploy_app.py:service``, the tiny MLP):
+What a request costs a server's process, without the network: the bytes of a
+request handed to uvicorn's httptools protocol (``data_received``), which
+parses them and runs the app, until the answer is written to a transport that
+keeps nothing; the event loop (uvloop) turns as often as the answer needs. The
+limit is the hand-written raw ASGI app of ``benchmarks/apps/raw_asgi.py``
+(orjson, NumPy, the model) on uvicorn's own protocol; it runs on
+modeldeploy's protocol too (``modeldeploy.servers.uvicorn``: read deadlines,
+one write an answer). modeldeploy's contestant is the app ``modeldeploy
+serve`` builds for each worker process (``modeldeploy.cli.serve._asgi_app``
+over ``benchmarks/apps/modeldeploy_app.py:service``, the tiny MLP, computed
+on the event loop) on modeldeploy's protocol, which answers a model route
+from the parser's callbacks (the direct lane, ``docs/cli.md``):
 
 * for one process, with metrics kept in the process;
 * for ``--workers N``, with metrics shared between processes;
@@ -18,8 +23,8 @@ runs interleaved; each figure is the CPU time of the thread (``thread_time``),
 best of the rounds, so a busy machine disturbs it less than wall-clock time.
 
 ``python benchmarks/app.py`` (``make bench BENCH=app``); ``BENCH_QUICK=1``
-for a smoke run. Under a real server each of these costs about twice as much
-(cold caches), so a microsecond here is about two there.
+for a smoke run. The system calls a real server makes are not here, and its
+caches are colder: ``benchmarks/http.py`` measures that.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ REPEATS = 1 if QUICK else 3  # interleaved processes per contestant
 
 # (key, label, payload, environment)
 CONTESTANTS = [
-    ("raw", "raw ASGI app (the limit)", "JSON", {}),
+    ("raw", "raw ASGI app, uvicorn's protocol (the limit)", "JSON", {}),
+    ("raw-ours", "raw ASGI app, modeldeploy's protocol", "JSON", {}),
     ("cli", "`modeldeploy serve`, one process, `/predict` JSON", "JSON", {}),
     ("cli-mp", "`modeldeploy serve --workers N`, `/predict` JSON", "JSON", {"MP": "1"}),
     ("cli-v2", "`modeldeploy serve --workers N`, V2 JSON", "V2 JSON", {"MP": "1"}),
@@ -85,12 +91,56 @@ def _payload(name: str) -> tuple[str, list[tuple[bytes, bytes]], bytes]:
     return "/v2/models/mlp/infer", headers, header + np.ascontiguousarray(x).tobytes()
 
 
+class _Transport(asyncio.Transport):
+    """A connection's transport that keeps the answer being written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = bytearray()
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.sent += data
+
+    def writelines(self, data) -> None:  # type: ignore[no-untyped-def,override]
+        for item in data:
+            self.sent += item
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def answered(self) -> bool:
+        """Whether a whole answer (its head and its content-length's bytes) is in."""
+        end = self.sent.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        head = bytes(self.sent[:end]).lower()
+        length = int(head.split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+        return len(self.sent) >= end + 4 + length
+
+
 def one(key: str) -> float:
     """Seconds of thread time per request of *key*, in this process (the best loop)."""
+    import uvicorn
+    import uvloop
+    from uvicorn.lifespan.on import LifespanOn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    from modeldeploy.servers import uvicorn as ours
+
     _, _, payload, env = next(c for c in CONTESTANTS if c[0] == key)
     sys.path.insert(0, str(APPS))
     os.environ.setdefault("BENCH_MODEL", "tiny")
-    if key == "raw":
+    if key.startswith("raw"):
         from raw_asgi import app
     else:
         if env.get("MP"):
@@ -99,57 +149,54 @@ def one(key: str) -> float:
 
         os.environ[serve._SPEC_ENV] = "modeldeploy_app:service"
         app = serve._asgi_app()
+    protocol_class = HttpToolsProtocol if key == "raw" else ours.HttpToolsProtocol
     path, headers, body = _payload(payload)
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-        "root_path": "", "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
-    }  # fmt: skip
-    message = {"type": "http.request", "body": body, "more_body": False}
-    sent: list[dict] = []
-    lifespan: list[asyncio.Future] = []
-
-    async def receive() -> dict:
-        return message
-
-    async def send(m: dict) -> None:
-        sent.append(m)
+    request = b"".join(
+        [
+            b"POST " + path.encode() + b" HTTP/1.1\r\nhost: 127.0.0.1:8000\r\n",
+            *(name + b": " + value + b"\r\n" for name, value in headers),
+            b"content-length: %d\r\n\r\n" % len(body),
+            body,
+        ]
+    )
 
     async def loop() -> float:
-        if key != "raw":  # the lifespan starts the model's load; wait until it serves
-            inbox: asyncio.Queue[dict] = asyncio.Queue()
-            await inbox.put({"type": "lifespan.startup"})
+        config = uvicorn.Config(
+            app, http=protocol_class, lifespan="on", access_log=False, log_level="warning",
+            interface="asgi3",
+        )  # fmt: skip
+        config.load()
+        lifespan = LifespanOn(config)
+        await lifespan.startup()  # starts the model's load
+        transport = _Transport()
+        protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
+        protocol.connection_made(transport)
 
-            async def lifespan_send(m: dict) -> None:
-                pass
+        async def answer() -> None:
+            transport.sent.clear()
+            protocol.data_received(request)
+            while not transport.answered():  # an ASGI answer takes a round or two
+                await asyncio.sleep(0)
 
-            # kept: the lifespan task waits for its shutdown message until the run ends
-            lifespan.append(
-                asyncio.ensure_future(app({"type": "lifespan"}, inbox.get, lifespan_send))
-            )
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                sent.clear()
-                await app(dict(scope), receive, send)
-                if sent and sent[0]["status"] == 200:
-                    break
-                await asyncio.sleep(0.05)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the model is loaded and answers
+            await answer()
+            if transport.sent.startswith(b"HTTP/1.1 200"):
+                break
+            await asyncio.sleep(0.05)
         for _ in range(200):  # warm up
-            await app(dict(scope), receive, send)
-        status = sent[0]["status"]
-        if status != 200:
-            raise RuntimeError(f"{key}: {status} {sent[-1].get('body')!r}")
+            await answer()
+        if not transport.sent.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"{key}: {bytes(transport.sent[:300])!r}")
         best = float("inf")
         for _ in range(ROUNDS):
-            sent.clear()
             start = time.thread_time()
             for _ in range(CALLS):
-                await app(dict(scope), receive, send)
+                await answer()
             best = min(best, (time.thread_time() - start) / CALLS)
         return best
 
-    return asyncio.run(loop())
+    return uvloop.run(loop())
 
 
 def main() -> None:
