@@ -36,23 +36,27 @@ def double(x: Any) -> Any:
     return [2 * v for v in x]
 
 
-class Counted:
-    """The inline ASGI app, counting the answers it gives on the direct lane."""
+LANES = ["inline", "worker"]  # computed on the event loop, or on a worker thread
 
-    def __init__(self, max_body_size: int = 1024) -> None:
+
+class Counted:
+    """The ASGI app, counting the requests it takes on the direct lane."""
+
+    def __init__(self, lane: str = "inline", max_body_size: int = 1024) -> None:
         self.registry = CollectorRegistry()
-        service = md.Service(
+        self.service = md.Service(
             double,
             name="double",
-            workers=0,
+            workers=0 if lane == "inline" else 1,
             max_body_size=max_body_size,
             monitors=[md.PrometheusMonitor(registry=self.registry)],
         )
-        self.app = asgi(HTTPApp(service, registry=self.registry), inline=True)
+        app = HTTPApp(self.service, registry=self.registry)
+        self.app = asgi(app, inline=lane == "inline")
         self.direct = 0
         answer = self.app.direct_answer  # type: ignore[attr-defined]
 
-        def counting(*args: Any) -> Response:
+        def counting(*args: Any) -> Response | None:
             self.direct += 1
             return answer(*args)
 
@@ -93,10 +97,12 @@ def running(counted: Counted, **options: Any) -> Iterator[tuple[int, uvicorn.Ser
         thread.join(15)
 
 
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, Counted, uvicorn.Server]]:
+@pytest.fixture(params=LANES)
+def server(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[int, Counted, uvicorn.Server]]:
     monkeypatch.setenv("MODELDEPLOY_BODY_TIMEOUT", str(BODY_TIMEOUT))
-    counted = Counted()
+    counted = Counted(request.param)
     with running(counted) as (port, server):
         yield port, counted, server
 
@@ -293,8 +299,11 @@ def test_shutdown_answers_a_direct_request_being_read_then_closes(server) -> Non
 KEEP_ALIVE = 1  # seconds; uvicorn's timeout_keep_alive, short for the test
 
 
-def test_an_idle_kept_alive_connection_is_closed_silently_and_a_busy_one_is_not() -> None:
-    counted = Counted()
+@pytest.mark.parametrize("lane", LANES)
+def test_an_idle_kept_alive_connection_is_closed_silently_and_a_busy_one_is_not(
+    lane: str,
+) -> None:
+    counted = Counted(lane)
     with running(counted, timeout_keep_alive=KEEP_ALIVE) as (port, _):
         exchange(port, post(b"[0]"), 1)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -328,6 +337,17 @@ def test_an_idle_kept_alive_connection_is_closed_silently_and_a_busy_one_is_not(
                 received += chunk
         assert parse(received)[0][1].body == b"[6]"
     assert counted.direct == 4
+
+
+def test_a_client_that_leaves_before_its_answer_takes_nothing_down(server) -> None:
+    port, counted, _ = server
+    exchange(port, post(b"[0]"), 1)
+    for _ in range(20):  # gone before the model answers, or right after: either way
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(post(b"[1]") * 3)
+    (answer,), _ = exchange(port, post(b"[21]"), 1)
+    assert (answer.status, answer.body) == (200, b"[42]")
+    assert counted.direct >= 21  # each connection's first request took the direct lane
 
 
 @pytest.mark.parametrize(
@@ -407,16 +427,19 @@ _REQUESTS = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.parametrize("lane", LANES)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     requests=st.lists(_REQUESTS, min_size=1, max_size=6),
     cuts=st.lists(st.integers(0, 2000), max_size=6),
     warm=st.booleans(),
 )
 def test_any_stream_cut_anywhere_is_answered_in_order(
-    requests: list[tuple[bytes, int, str | None]], cuts: list[int], warm: bool
+    lane: str, requests: list[tuple[bytes, int, str | None]], cuts: list[int], warm: bool
 ) -> None:
-    counted = Counted()
+    counted = Counted(lane)
+    # a worker's answer comes from its thread: the loop waits a little for it
+    pause = 0.0 if lane == "inline" else 0.001
     stream = b"".join(r for r, _, _ in requests)
     points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
     chunks = [stream[a:b] for a, b in itertools.pairwise(points) if b > a]
@@ -432,10 +455,10 @@ def test_any_stream_cut_anywhere_is_answered_in_order(
             one = ours.HttpToolsProtocol(config=config, server_state=state, app_state={})
             one.connection_made(first)
             one.data_received(post(b"[0]"))
-            for _ in range(100):  # bounded: the ASGI task answers within a few rounds
+            for _ in range(2000):  # bounded: the ASGI task answers within a few rounds
                 if parse(bytes(first.sent))[0]:
                     break
-                await asyncio.sleep(0)
+                await asyncio.sleep(pause)
         transport = Transport()
         protocol = ours.HttpToolsProtocol(config=config, server_state=state, app_state={})
         protocol.connection_made(transport)
@@ -443,14 +466,18 @@ def test_any_stream_cut_anywhere_is_answered_in_order(
             protocol.data_received(chunk)
             for _ in range(3):
                 await asyncio.sleep(0)
-        for _ in range(500):  # bounded: every queued ASGI answer runs in a few rounds each
+        for _ in range(5000):  # bounded: every queued ASGI answer runs in a few rounds each
             if len(parse(bytes(transport.sent))[0]) == len(requests):
                 break
-            await asyncio.sleep(0)
+            await asyncio.sleep(pause)
         protocol.connection_lost(None)
         return bytes(transport.sent)
 
-    sent = asyncio.run(main())
+    try:
+        counted.service.start()
+        sent = asyncio.run(main())
+    finally:
+        counted.service.close()
     answers, rest = parse(sent)
     assert rest == b""
     assert [a.status for a in answers] == [status for _, status, _ in requests]

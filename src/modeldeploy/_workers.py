@@ -190,9 +190,11 @@ class AsyncWaiter:
 
     __slots__ = ("future", "loop")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: Any = None) -> None:
         self.loop = loop
-        self.future: asyncio.Future[Any] = loop.create_future()
+        # *future*: anything with a future's done, cancelled, set_result and
+        # set_exception, called on *loop* (Service.handle_then's answer)
+        self.future: asyncio.Future[Any] = loop.create_future() if future is None else future
 
     def set_running_or_notify_cancel(self) -> bool:
         """False when the caller stopped waiting (cancelled) before the job ran."""

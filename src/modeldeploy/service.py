@@ -943,6 +943,57 @@ class Service:
             requests.end(request_id, _perf_counter() - started, None)
         return response
 
+    def handle_then(
+        self, request: Request, codec: Codec | None, done: Callable[[Response], None]
+    ) -> None:
+        """
+        :meth:`handle` for a server driven by callbacks: *done* gets the response.
+
+        Call it on an event loop's thread; the model runs on the service's
+        worker threads (batched with other requests), and *done* is called once,
+        on that loop's thread, with what :meth:`ahandle` would return: the same
+        flow, with no task and no future. A request refused before it is queued
+        (malformed, too large, not ready, queue full) is answered before this
+        returns. Needs worker threads (``workers >= 1``).
+
+        Args:
+            request: The request.
+            codec: The protocol's codec; ``None`` for ``/predict``'s.
+            done: Called with the response; it must not raise.
+
+        Raises:
+            RuntimeError: The service has no worker threads, or no event loop runs.
+
+        .. versionadded:: 0.1.0
+        """
+        if self._pool is None:
+            raise RuntimeError(f"handle_then needs worker threads; {self.name!r} has workers=0")
+        loop = asyncio.get_running_loop()
+        if codec is None:
+            codec = self._codec
+        started = _perf_counter()
+        request_id = request.headers.get("x-request-id") or self._new_id()
+        deployment = self._deployment
+        if self._split is not None or request.version is not None:
+            try:
+                deployment = self._route(request)
+            except ModelDeployError as exc:
+                done(codec.error(exc, request_id))
+                return
+        requests = self._requests if deployment is None else deployment.requests
+        if requests is not None:
+            requests.start(request_id, request.headers)
+        try:
+            deployment, x, reply, deadline = self._prepare(request, codec, deployment)
+            self._admission.acquire()
+        except Exception as exc:
+            done(self._failed(requests, started, request_id, exc, codec))
+            return
+        answer = _Answer(self, codec, reply, request_id, deployment, requests, started, done)
+        if deadline is not None:
+            answer.timer = loop.call_later(max(deadline - _monotonic(), 0.0), answer.expire)
+        self._pool.put(Job(deployment, x, deadline, AsyncWaiter(loop, answer)))
+
     def _failed(
         self,
         requests: RequestObserver | None,
@@ -1065,6 +1116,95 @@ def _wait(waiter: Waiter, deadline: float | None) -> Any:
     if waiter.ok:
         return waiter.value
     raise waiter.value
+
+
+class _Answer:
+    """
+    The answer :meth:`Service.handle_then` owes: its end of :meth:`Service.ahandle`'s flow.
+
+    The worker pool delivers the model's result (or error) to it as to an
+    asyncio future, on the caller's loop; it encodes, reports and calls
+    ``done``. A deadline that passes first answers 504 and ignores the result.
+    """
+
+    __slots__ = (
+        "_codec", "_deployment", "_done", "_finished", "_reply", "_request_id",
+        "_requests", "_service", "_started", "timer",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        service: Service,
+        codec: Codec,
+        reply: Any,
+        request_id: str,
+        deployment: Deployment,
+        requests: RequestObserver | None,
+        started: float,
+        done: Callable[[Response], None],
+    ) -> None:
+        self._service = service
+        self._codec = codec
+        self._reply = reply
+        self._request_id = request_id
+        self._deployment = deployment
+        self._requests = requests
+        self._started = started
+        self._done = done
+        self._finished = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    # the future's interface the worker pool's delivery calls
+    def done(self) -> bool:
+        """Whether the answer was given (the deadline may have passed first)."""
+        return self._finished
+
+    def cancelled(self) -> bool:
+        """True once the deadline passed: the pool then skips the job if not run yet."""
+        return self._finished
+
+    def set_result(self, value: Any) -> None:
+        """Encode the model's output, report it and answer."""
+        self._finish()
+        requests = self._requests
+        try:
+            response = self._codec.encode(self._reply, value, self._request_id, self._deployment)
+        except Exception as exc:
+            response = self._service._failed(
+                requests, self._started, self._request_id, exc, self._codec
+            )
+        else:
+            if requests is not None:
+                requests.end(self._request_id, _perf_counter() - self._started, None)
+        self._answer(response)
+
+    def set_exception(self, error: BaseException) -> None:
+        """Answer with the model's error."""
+        self._finish()
+        exc = error if isinstance(error, Exception) else PredictionError(str(error))
+        service, codec = self._service, self._codec
+        self._answer(service._failed(self._requests, self._started, self._request_id, exc, codec))
+
+    def expire(self) -> None:
+        """The deadline passed before the model answered."""
+        if self._finished:
+            return
+        self.timer = None
+        self.set_exception(DeadlineExceededError("deadline passed waiting for the model"))
+
+    def _answer(self, response: Response) -> None:
+        # the pool delivers a batch's answers in one loop callback: one caller's
+        # failure must not keep the others from theirs
+        try:
+            self._done(response)
+        except Exception:
+            logger.exception("answering request %s failed", self._request_id)
+
+    def _finish(self) -> None:
+        self._finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 async def _await(future: asyncio.Future[Any], deadline: float | None) -> Any:

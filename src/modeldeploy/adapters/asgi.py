@@ -228,28 +228,53 @@ class _ASGIApp:
 
     def direct_route(self, method: str, path: str) -> DirectRoute | None:
         """
-        A model route this app answers on the caller's thread, or None.
+        A model route this app can answer without the ASGI cycle, or None.
 
         For a server that can skip the ASGI cycle (``modeldeploy serve``'s
-        uvicorn protocol, :mod:`modeldeploy.servers.uvicorn`): an inline app
-        (``workers=0``) answers a model route it has seen before, once started,
-        with :meth:`direct_answer` on the event loop, as :meth:`__call__` would,
-        headers, body limit and all. The server checks the body's size against
-        :attr:`max_body_size` itself, and sends everything else to the app.
+        uvicorn protocol, :mod:`modeldeploy.servers.uvicorn`): once started,
+        a model route the app has seen before is answered by
+        :meth:`direct_answer`, as :meth:`__call__` would, headers, errors and
+        all: on the event loop for an inline app (``workers=0``), on the
+        service's worker threads for a service that has them. The server
+        checks the body's size against :attr:`max_body_size` itself, and sends
+        everything else to the app.
 
         .. versionadded:: 0.1.0
         """
-        if not self._inline or self._unstarted:
+        if self._unstarted:
             return None
         call = self._calls.get((method, path))
-        return None if call is None else (method, path, call)
+        if call is None or not (self._inline or call[1].workers):
+            return None  # workers=0 outside inline: the executor's, by the ASGI cycle
+        return (method, path, call)
 
     def direct_answer(
-        self, route: DirectRoute, raw_headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> Response:
-        """The answer to a request on a :meth:`direct_route`; never raises."""
+        self,
+        route: DirectRoute,
+        raw_headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        done: Callable[[Response], None],
+    ) -> Response | None:
+        """
+        Answer a request on a :meth:`direct_route`; never raises.
+
+        Returns the response of an inline app at once; else None, and *done*
+        gets the response later, on this event loop's thread
+        (:meth:`Service.handle_then`).
+        """
         method, path, call = route
-        return self._answer(call, method, path, _decode_headers(raw_headers), body)
+        headers = _decode_headers(raw_headers)
+        if self._inline:
+            return self._answer(call, method, path, headers, body)
+        codec, service = call
+        request = make_request(
+            body, headers.get("content-type") or _JSON, headers.get("accept") or "*/*", headers
+        )
+        try:
+            service.handle_then(request, codec, done)
+        except Exception:  # handle_then answers every error itself; a bug might not
+            done(self.app._internal(method, path))
+        return None
 
     @property
     def max_body_size(self) -> int:

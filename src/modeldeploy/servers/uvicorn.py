@@ -310,16 +310,19 @@ if httptools_impl is not None:
         """
         uvicorn's httptools protocol with read deadlines, and a direct lane to the model.
 
-        When the app is modeldeploy's inline ASGI app (``workers=0``, as
-        ``modeldeploy serve`` runs it), a ``POST`` to a model route it has
-        answered before skips the ASGI cycle: the body is gathered from the
-        parser, the service answers on the event loop as the ASGI app would,
-        and the answer is written at once. No task, no ``receive``/``send``,
-        no message dicts: 15 us of server CPU a request less (wrk, c=64, the
-        tiny model of ``benchmarks/http.py``). Everything else (another
-        method or route, ``Expect: 100-continue``, a chunked or oversized
-        body, a request pipelined behind an ASGI answer, a client that does
-        not read its answers, an access log) takes the ASGI cycle as before.
+        When the app is modeldeploy's ASGI app (as ``modeldeploy serve`` runs
+        it), a ``POST`` to a model route it has answered before skips the ASGI
+        cycle: the body is gathered from the parser, and the service answers as
+        the ASGI app would, on the event loop for a ``workers=0`` service, on
+        its worker threads (:meth:`Service.handle_then <modeldeploy.Service.handle_then>`)
+        otherwise, and the answer is written at once or when ready. No task,
+        no ``receive``/``send``, no message dicts: 15 us of server CPU a
+        request less for the tiny model of ``benchmarks/http.py``. Everything
+        else (another method or route, ``Expect: 100-continue``, a chunked or
+        oversized body, a request pipelined behind an answer not written yet,
+        a client that does not read its answers, an access log) takes the ASGI
+        cycle as before, in order. uvicorn's idle keep-alive timeout is kept
+        on the read deadlines' timer.
         """
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -332,11 +335,35 @@ if httptools_impl is not None:
             self._direct: object = None  # the route of the request being read directly
             self._direct_body: list[bytes] = []
             self._direct_keep_alive = True
+            self._owing = False  # a direct answer is owed: the model runs on a worker
+            self._scope_due = False  # on_message_begin left uvicorn's scope to build
+            self._last_url = b""  # the URL of the last direct request, and its route
+            self._last_route: object = None
+            self._owed = _Owed()  # the cycle in uvicorn's eyes while it is owed
+
+        def on_message_begin(self) -> None:
+            """A new request: its ASGI scope is built only if the direct lane leaves it."""
+            if self._direct_app is None:
+                super().on_message_begin()
+                return
+            # inlined for speed: uvicorn's scope dict costs about 0.6 us a request
+            self.url = b""
+            self.expect_100_continue = False
+            self.headers = []
+            self._scope_due = True
 
         def on_headers_complete(self) -> None:
             """Take the direct lane when the request allows it, else uvicorn's ASGI cycle."""
-            if self._direct_app is None or not self._take_direct():
-                super().on_headers_complete()
+            if self._direct_app is not None:
+                if self._take_direct():
+                    return
+                if self._scope_due:  # uvicorn's own scope, with what was read so far
+                    url, headers, expect = self.url, self.headers, self.expect_100_continue
+                    super().on_message_begin()
+                    self.url, self.headers, self.expect_100_continue = url, headers, expect
+                    self.scope["headers"] = headers
+                    self._scope_due = False
+            super().on_headers_complete()
 
         def _take_direct(self) -> bool:
             parser = self.parser
@@ -364,9 +391,13 @@ if httptools_impl is not None:
                     return False
             if length is None or not length.isdigit() or int(length) > app.max_body_size:
                 return False
-            route = app.direct_route("POST", url.decode("latin-1"))
-            if route is None:
-                return False
+            if url == self._last_url:  # a kept-alive connection calls the same route again
+                route = self._last_route
+            else:
+                route = app.direct_route("POST", url.decode("latin-1"))
+                if route is None:
+                    return False
+                self._last_url, self._last_route = url, route  # a route, once found, stays
             self._direct = route
             self._direct_body = []
             self._direct_keep_alive = (
@@ -391,14 +422,35 @@ if httptools_impl is not None:
             self._read_deadline.body_done()
             chunks = self._direct_body
             body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            response = self._direct_app.direct_answer(route, self.headers, body)
-            keep_alive = self._direct_keep_alive
+            self._owing = True
+            response = self._direct_app.direct_answer(route, self.headers, body, self._answer)
+            if response is not None:  # computed on the event loop (inline)
+                self._answer(response)
+            elif self._owing:  # computing on a worker: what follows queues behind it
+                owed = self._owed
+                owed.response_complete = owed.disconnected = False
+                owed.keep_alive = self._direct_keep_alive
+                self.cycle = owed  # type: ignore[assignment]  # reads as a cycle, see _Owed
+
+        def _answer(self, response: Any) -> None:
+            """Write a direct answer; then start what waited for it (pipelined requests)."""
+            self._owing = False
+            owed = self._owed
+            cycle: Any = self.cycle
+            if cycle is owed:
+                owed.response_complete = True
+                keep_alive = owed.keep_alive  # uvicorn's shutdown may have turned it off
+            else:
+                keep_alive = self._direct_keep_alive
+            transport = self.transport
+            if transport.is_closing():
+                return  # the client left while the model computed
             head, body = _encode(response, self.server_state.default_headers, keep_alive)
             if head is _INTERNAL_HEAD:
                 keep_alive = False
-            self.transport.writelines((head, body))
+            transport.writelines((head, body))
             if not keep_alive:
-                self.transport.close()
+                transport.close()
             self.on_response_complete()
 
         def on_response_complete(self) -> None:
@@ -429,6 +481,29 @@ if httptools_impl is not None:
                 self._direct_keep_alive = False
                 return
             super().shutdown()
+
+    class _NoEvent:
+        def set(self) -> None:
+            pass
+
+    class _Owed:
+        """
+        The cycle of a direct answer still owed, as uvicorn's code reads a cycle.
+
+        uvicorn queues a request that comes while the connection's cycle is not
+        complete, sets ``disconnected`` when the client leaves and clears
+        ``keep_alive`` on shutdown; the protocol reads them back when it answers.
+        """
+
+        __slots__ = ("disconnected", "keep_alive", "response_complete")
+        response_started = False
+        more_body = False
+        message_event: Final = _NoEvent()
+
+        def __init__(self) -> None:
+            self.response_complete = True
+            self.keep_alive = True
+            self.disconnected = False
 
     __all__ += ["HttpToolsProtocol"]
 
