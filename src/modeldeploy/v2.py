@@ -1580,9 +1580,24 @@ class RestCodec:
     def decode(self, request: Request, deployment: Deployment, /) -> tuple[Any, InferRequest]:
         """Decode the body (the service has checked its size) and check it against the model."""
         length = request.headers.get("inference-header-content-length")
-        header_length = None if length is None else parse_header_length(length)
-        infer = decode_infer_request(request.body, header_length, max_body_size=None)
-        return _model_input(infer, deployment), infer
+        body = request.body
+        infer = None
+        if length is None and type(body) is bytes and orjson is not None:
+            # inlined for speed (a JSON body, the common request: 8.2 -> 7.3 us for 64
+            # floats): parsed whole, then decoded in bulk; anything else, a body that is
+            # not JSON included, takes decode_infer_request, which says what is wrong
+            try:
+                header = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                infer = _decode_common(header, memoryview(body), len(body), False)
+        if infer is None:
+            header_length = None if length is None else parse_header_length(length)
+            infer = decode_infer_request(body, header_length, max_body_size=None)
+        x = _plan(deployment.signature).model_input(infer.inputs, infer.outputs)
+        validate = deployment.validate
+        return (x if validate is None else validate(x)), infer
 
     def encode(
         self, reply: InferRequest, value: Any, request_id: str, deployment: Deployment, /
