@@ -907,41 +907,17 @@ class Service:
 
         .. versionadded:: 0.1.0
         """
+        loop = asyncio.get_running_loop()
         if self._pool is None:
-            return await asyncio.get_running_loop().run_in_executor(
-                None, self.handle, request, codec
-            )
-        if codec is None:
-            codec = self._codec
-        started = _perf_counter()
-        request_id = request.headers.get("x-request-id") or self._new_id()
-        deployment = self._deployment
-        if self._split is not None or request.version is not None:
-            try:
-                deployment = self._route(request)
-            except ModelDeployError as exc:
-                return codec.error(exc, request_id)
-        requests = self._requests if deployment is None else deployment.requests
-        if requests is not None:
-            requests.start(request_id, request.headers)
+            return await loop.run_in_executor(None, self.handle, request, codec)
+        answered: asyncio.Future[Response] = loop.create_future()
+        answer = self._handle_then(request, codec, answered.set_result)
         try:
-            deployment, x, reply, deadline = self._prepare(request, codec, deployment)
-            self._admission.acquire()
-            waiter = AsyncWaiter(asyncio.get_running_loop())
-            self._pool.put(Job(deployment, x, deadline, waiter))
-            value = await _await(waiter.future, deadline)
-            response = codec.encode(reply, value, request_id, deployment)
+            return await answered
         except asyncio.CancelledError:
-            # the caller gave up; the job, if queued, still runs and is released
-            if requests is not None:
-                error = RequestCancelledError("cancelled while waiting for the model")
-                requests.end(request_id, _perf_counter() - started, error)
+            if answer is not None:  # the caller gave up: a job not started yet is skipped
+                answer.cancel()
             raise
-        except Exception as exc:
-            return self._failed(requests, started, request_id, exc, codec)
-        if requests is not None:
-            requests.end(request_id, _perf_counter() - started, None)
-        return response
 
     def handle_then(
         self, request: Request, codec: Codec | None, done: Callable[[Response], None]
@@ -968,6 +944,13 @@ class Service:
         """
         if self._pool is None:
             raise RuntimeError(f"handle_then needs worker threads; {self.name!r} has workers=0")
+        self._handle_then(request, codec, done)
+
+    def _handle_then(
+        self, request: Request, codec: Codec | None, done: Callable[[Response], None]
+    ) -> _Answer | None:
+        """:meth:`handle_then`; returns the answer owed, None when given already."""
+        assert self._pool is not None
         loop = asyncio.get_running_loop()
         if codec is None:
             codec = self._codec
@@ -979,7 +962,7 @@ class Service:
                 deployment = self._route(request)
             except ModelDeployError as exc:
                 done(codec.error(exc, request_id))
-                return
+                return None
         requests = self._requests if deployment is None else deployment.requests
         if requests is not None:
             requests.start(request_id, request.headers)
@@ -988,11 +971,12 @@ class Service:
             self._admission.acquire()
         except Exception as exc:
             done(self._failed(requests, started, request_id, exc, codec))
-            return
+            return None
         answer = _Answer(self, codec, reply, request_id, deployment, requests, started, done)
         if deadline is not None:
             answer.timer = loop.call_later(max(deadline - _monotonic(), 0.0), answer.expire)
         self._pool.put(Job(deployment, x, deadline, AsyncWaiter(loop, answer)))
+        return answer
 
     def _failed(
         self,
@@ -1191,6 +1175,15 @@ class _Answer:
             return
         self.timer = None
         self.set_exception(DeadlineExceededError("deadline passed waiting for the model"))
+
+    def cancel(self) -> None:
+        """The caller gave up: observed as cancelled, and no answer is given."""
+        if self._finished:
+            return
+        self._finish()
+        if self._requests is not None:
+            error = RequestCancelledError("cancelled while waiting for the model")
+            self._requests.end(self._request_id, _perf_counter() - self._started, error)
 
     def _answer(self, response: Response) -> None:
         # the pool delivers a batch's answers in one loop callback: one caller's
