@@ -664,27 +664,31 @@ def report(results: dict) -> None:
 
 
 COST = """\
-Before this session's work (2026-12-04, 16c2201, one run at 18:08 UTC on a quiet machine,
-load average 0.0): the CLI 0.59x the raw app's req/s (p99 1.15x), V2 JSON 0.42x, the
-CLI's gunicorn 1.32x the Flask app, heavy with batching 0.43x of limit 2. The table
-above is after it. What changed on the served path, in process (`benchmarks/app.py`,
-thread time, below): the PrometheusMonitor in multiprocess mode writes its own files,
-one lock a request (the `--workers N` app 22.0 -> about 16.5 us; one process about
-16 us); flat JSON lists of floats are validated with the standard library's `array()`
-(2.8 -> 2.3 us for 64 floats); the CLI's app hands uvicorn the adapter's coroutine
-(0.3 us); the V2 codec decodes common requests in bulk (V2 JSON 35 -> 22 us, binary
-28 -> 21 us). In the server: uvicorn's protocol sends an answer's head and body in one
-`writev` (the raw app took 53 -> 48 us of server CPU a request with it), and no
-`server` header. Batching: a batch's callers are woken in a chain, and the jobs an event
-loop submits in one pass are queued together.
+Before the direct lane (2026-12-04, b3c5afc, one run at 20:28 UTC, load average about 1-2):
+the CLI 0.69x the raw app's req/s (p99 1.15x; 83 us of server CPU a request against the
+raw app's 50), V2 JSON 0.61x, the CLI's gunicorn 1.40x the Flask app, heavy with batching
+0.58x of limit 2. Before the work of 2026-12-04 (16c2201): 0.59x, 0.42x, 1.32x and 0.43x.
 
-Each microsecond in process costs about two to three in the server (cold caches between
-requests: the raw app takes 7.9 us in process and about 50 us of server CPU a request).
-What keeps the CLI from the raw app: request ids, the version header, validation, the
-monitor, admission and error mapping, about 8 us in process. For the heavy model, the
-batches average about 20 requests at c=64 over 2 processes (never more than 32 in a
-process), and small batches cost this model up to 4 times as much a row as a batch of
-64 (OpenBLAS repacks the weights on every call).
+What changed since, all on the served path: `modeldeploy serve`'s uvicorn protocol answers
+a model route from the HTTP parser's callbacks (the direct lane, `docs/cli.md`), on the
+event loop for the tiny model and through `Service.handle_then` for the batched heavy one,
+with no ASGI task, `receive`, `send` or message dicts (the tiny model's server CPU went
+from 68 to 59 us a request, the heavy model from about 10,500 to 12,100 req/s); the idle
+keep-alive timeout rides on the read deadline's timer instead of a `call_later` and
+`cancel` every answer (2-3 us in process); uvicorn's scope dict is built only for requests
+the ASGI app takes, and a connection remembers its last route (1-2 us); V2 JSON bodies go
+to the bulk decoder at once (8.2 -> 7.1 us) and the common answer is built from cached
+bytes (2.1 -> 1.3 us); `/predict` writes float32 outputs in float32's shortest digits, as
+V2 does (a 512-float answer is 5.4 KB instead of 9.8 KB).
+
+Each microsecond in process (`benchmarks/app.py`, below) costs about two in the server,
+whose caches are colder between requests. What keeps the CLI from the raw app is the
+pipeline's work: request ids, the version header, validation, the monitor, admission and
+error mapping, about 3 us in process on `/predict`; V2 adds the protocol's own structure
+and strict datatypes, about 10 us. For the heavy model, the batches average about 20
+requests at c=64 over 2 processes (never more than 32 in a process), and small batches
+cost this model more a row than a batch of 64 (OpenBLAS repacks the weights on every
+call); limit 2 assumes batches of 64.
 """
 
 
