@@ -27,7 +27,7 @@ from modeldeploy.adapters import asgi
 from modeldeploy.http import HTTPApp
 from modeldeploy.messages import Response
 from modeldeploy.servers import uvicorn as ours
-from tests.integration.servers import free_port
+from tests.integration.servers import uvicorn_thread
 
 BODY_TIMEOUT = 0.5  # seconds; short, so that the 408 test stays short
 
@@ -76,25 +76,11 @@ class Counted:
 @contextlib.contextmanager
 def running(counted: Counted, **options: Any) -> Iterator[tuple[int, uvicorn.Server]]:
     """A real uvicorn on a free port, in a thread, serving *counted* with our protocol."""
-    port = free_port()
-    config = uvicorn.Config(
-        counted.app, host="127.0.0.1", port=port, http=ours.HttpToolsProtocol,
-        loop="asyncio", log_level="error", access_log=False, lifespan="on",
-        timeout_graceful_shutdown=10, **options,
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):  # bounded: up to about 10 s for the server to listen
-            if server.started:
-                break
-            threading.Event().wait(0.05)
-        assert server.started
-        yield port, server
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    with uvicorn_thread(
+        counted.app, http=ours.HttpToolsProtocol, loop="asyncio", access_log=False,
+        lifespan="on", timeout_graceful_shutdown=10, **options,
+    ) as running:  # fmt: skip
+        yield running
 
 
 @pytest.fixture(params=LANES)

@@ -11,10 +11,9 @@ import pytest
 
 pytest.importorskip("uvicorn")
 
-import uvicorn
 
 from modeldeploy.servers import uvicorn as ours
-from tests.integration.servers import free_port
+from tests.integration.servers import uvicorn_thread
 
 PROTOCOLS = ["H11Protocol", *(["HttpToolsProtocol"] if hasattr(ours, "HttpToolsProtocol") else [])]
 
@@ -118,24 +117,9 @@ class Streaming:
 @pytest.fixture(params=PROTOCOLS)
 def streaming_server(request: pytest.FixtureRequest) -> Iterator[tuple[int, Streaming]]:
     app = Streaming()
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=getattr(ours, request.param), log_level="error",
-        lifespan="off",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):  # bounded: up to about 10 s for the server to listen
-            if server.started:
-                break
-            threading.Event().wait(0.05)
-        assert server.started
+    protocol = getattr(ours, request.param)
+    with uvicorn_thread(app, http=protocol, lifespan="off") as (port, _):
         yield port, app
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_a_streamed_head_is_not_held_for_a_body_that_waits(streaming_server) -> None:

@@ -10,10 +10,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -124,3 +125,25 @@ def serve(
         process.kill()
         raise
     return process
+
+
+@contextlib.contextmanager
+def uvicorn_thread(app: Any, **options: Any) -> Iterator[tuple[int, Any]]:
+    """A real uvicorn serving *app* on a free port, in a thread: (port, its Server)."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", **options)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):  # bounded: up to about 10 s for the server to listen
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        assert server.started
+        yield port, server
+    finally:
+        server.should_exit = True
+        thread.join(15)
