@@ -58,6 +58,8 @@ class Counted:
 
         def counting(*args: Any) -> Response | None:
             self.direct += 1
+            if args[2] == b"[666]":  # a bug in the app, for the test that needs one
+                raise RuntimeError("a bug")
             return answer(*args)
 
         # an instance attribute: the protocol looks the method up on the app object
@@ -323,6 +325,16 @@ def test_an_idle_kept_alive_connection_is_closed_silently_and_a_busy_one_is_not(
                 received += chunk
         assert parse(received)[0][1].body == b"[6]"
     assert counted.direct == 4
+
+
+def test_a_bug_in_the_direct_answer_is_a_500_and_the_connection_goes_on(server) -> None:
+    port, _, _ = server
+    exchange(port, post(b"[0]"), 1)
+    (bug, after), closed = exchange(port, post(b"[666]") + post(b"[1]"), 2)
+    assert bug.status == 500
+    assert json.loads(bug.body)["error"]["code"] == "internal"
+    assert (after.status, after.body) == (200, b"[2]")
+    assert not closed
 
 
 def test_a_client_that_leaves_before_its_answer_takes_nothing_down(server) -> None:

@@ -33,6 +33,7 @@ from typing import Any, Final, Protocol
 from uvicorn.protocols.http import h11_impl
 
 from modeldeploy.errors import RequestTimeoutError
+from modeldeploy.messages import Response
 
 from . import read_timeouts
 
@@ -318,12 +319,12 @@ if httptools_impl is not None:
         otherwise, and the answer is written at once or when ready. No task,
         no ``receive``/``send``, no message dicts: about 9 us of server CPU a
         request less for the tiny model of ``benchmarks/http.py`` (68 -> 59),
-        about 20 for the batched heavy one. Everything
-        else (another method or route, ``Expect: 100-continue``, a chunked or
-        oversized body, a request pipelined behind an answer not written yet,
-        a client that does not read its answers, an access log) takes the ASGI
-        cycle as before, in order. uvicorn's idle keep-alive timeout is kept
-        on the read deadlines' timer.
+        about 20 for the batched heavy one. Everything else (another method or
+        route, ``Expect: 100-continue``, a chunked or oversized body, a request
+        pipelined behind an answer not written yet, a client that does not
+        read its answers, an access log) takes the ASGI cycle as before, in
+        order. uvicorn's idle keep-alive timeout is kept on the read
+        deadlines' timer.
         """
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -424,7 +425,11 @@ if httptools_impl is not None:
             chunks = self._direct_body
             body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             self._owing = True
-            response = self._direct_app.direct_answer(route, self.headers, body, self._answer)
+            try:
+                response = self._direct_app.direct_answer(route, self.headers, body, self._answer)
+            except Exception:  # it answers every failure itself; a bug might not
+                logger.exception("answering %r failed", route)
+                response = _INTERNAL_ERROR if self._owing else None
             if response is not None:  # computed on the event loop (inline)
                 self._answer(response)
             elif self._owing:  # computing on a worker: what follows queues behind it
@@ -514,6 +519,7 @@ if httptools_impl is not None:
         b"content-length: 56\r\nconnection: close\r\n\r\n"
     )
     _INTERNAL_BODY: Final = b'{"error":{"code":"internal","message":"internal error"}}'
+    _INTERNAL_ERROR: Final = Response(500, {"content-type": "application/json"}, _INTERNAL_BODY)
     # the server's default headers (Date, a new list once a second) as bytes, by identity
     _defaults: list[Any] = [None, b""]
 
