@@ -179,8 +179,8 @@ class TestEncodeJson:
             v2.encode_infer_response({"y": masked}, model_name="m")
 
 
-class TestOneJsonOutput:
-    """The common answer, one numeric output as JSON, built from cached bytes."""
+class TestOneOutput:
+    """The common answer, one numeric output, built from cached bytes."""
 
     @given(
         array=hnp.arrays(
@@ -190,34 +190,52 @@ class TestOneJsonOutput:
         model=st.sampled_from(["m", 'q"uote', "\u00e9t\u00e9"]),
         version=st.sampled_from([None, "1", "v\\2"]),
         name=st.sampled_from(["y", "out put", "\u2603"]),
+        binary=st.booleans(),
     )
     def test_it_writes_the_general_paths_bytes(
-        self, array: np.ndarray, model: str, version: str | None, name: str
+        self, array: np.ndarray, model: str, version: str | None, name: str, binary: bool
     ) -> None:
-        general = {"model_name": model}
+        general: dict[str, Any] = {"model_name": model}
         if version is not None:
             general["model_version"] = version
-        try:
-            data = v2._to_json_data(array, v2.dtype_to_datatype(array.dtype), name)
-        except ModelDeployError:
-            data = None  # NaN or an infinity: the fast path leaves it to the general one
-        fast = v2._one_json_output({name: array}, model, version)
-        if data is None or (array.dtype.kind == "f" and not np.isfinite(array).all()):
-            assert fast is None
-            return
-        entry = {
-            "name": name,
-            "datatype": v2.dtype_to_datatype(array.dtype),
-            "shape": list(array.shape),
-            "data": data,
-        }
-        assert fast == v2.dumps_json({**general, "outputs": [entry]})
-        body, headers = v2.encode_infer_response(
-            {name: array}, model_name=model, model_version=version
-        )
-        assert (body, headers) == (fast, {"Content-Type": "application/json"})
+        datatype = v2.dtype_to_datatype(array.dtype)
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        fast = v2._one_output({name: array}, model, version, binary)
+        if binary:
+            raw = bytes(v2._to_binary(array, datatype, name))
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            head = v2.dumps_json({**general, "outputs": [entry]})
+            assert fast == (head + raw, str(len(head)))
+        else:
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                assert fast is None  # the general path refuses it, naming the output
+                return
+            entry["data"] = v2._to_json_data(array, datatype, name)
+            assert fast == (v2.dumps_json({**general, "outputs": [entry]}), None)
+        # and the codec's encoder gives the same bytes, however the request asked for them
+        asks: list[tuple[tuple[v2.RequestedOutput, ...], bool]] = [
+            ((), binary),
+            ((v2.RequestedOutput(name, binary, {"binary_data": binary}),), not binary),
+            ((v2.RequestedOutput(name, None, {}),), binary),
+        ]
+        for requested, default in asks:
+            body, headers = v2.encode_infer_response(
+                {name: array},
+                model_name=model,
+                model_version=version,
+                requested=requested,
+                binary_data_output=default,
+            )
+            assert fast is not None
+            assert body == fast[0]
+            assert headers.get(v2.HEADER_LENGTH) == fast[1]
 
     def test_anything_else_takes_the_general_path(self) -> None:
-        assert v2._one_json_output({"y": np.array([b"a"], dtype=object)}, "m", None) is None
-        assert v2._one_json_output({"y": np.ones(2, ">f4")}, "m", None) is None
-        assert v2._one_json_output({"y": np.array([1.0, np.inf], np.float32)}, "m", None) is None
+        assert v2._one_output({"y": np.array([b"a"], dtype=object)}, "m", None, False) is None
+        assert v2._one_output({"y": np.ones(2, ">f4")}, "m", None, True) is None
+        assert v2._one_output({"y": np.array([1.0, np.inf], np.float32)}, "m", None, False) is None
+        # an output asked for by another name is the general path's error to give
+        with pytest.raises(ModelDeployError, match="unknown output 'z'"):
+            v2.encode_infer_response(
+                {"y": np.ones(2)}, model_name="m", requested=(v2.RequestedOutput("z"),)
+            )

@@ -1052,17 +1052,22 @@ def _response_body(
     parameters: Mapping[str, Any] | None,
 ) -> tuple[bytes, str | None]:
     """The response body, and the JSON part's length when binary outputs follow it."""
-    if (
-        len(outputs) == 1
-        and not requested
-        and not binary_data_output
-        and id is None
-        and not parameters
-        and orjson is not None
-    ):
-        body = _one_json_output(outputs, model_name, model_version)
-        if body is not None:
-            return body, None
+    if len(outputs) == 1 and id is None and not parameters and orjson is not None:
+        binary: bool | None = binary_data_output
+        if requested:  # only the one output, by name, binary or not
+            asked = requested[0]
+            if (
+                len(requested) != 1
+                or asked.name not in outputs
+                or not asked.parameters.keys() <= {"binary_data"}
+            ):
+                binary = None
+            elif asked.binary_data is not None:
+                binary = asked.binary_data
+        if binary is not None:
+            answer = _one_output(outputs, model_name, model_version, binary)
+            if answer is not None:
+                return answer
     header: dict[str, Any] = {"model_name": model_name}
     if model_version is not None:
         header["model_version"] = model_version
@@ -1128,16 +1133,17 @@ _JSON_PREFIXES: dict[tuple[str, str | None, str, str], bytes] = {}
 _MAX_JSON_PREFIXES: Final = 256
 
 
-def _one_json_output(
-    outputs: Mapping[str, Any], model_name: str, model_version: str | None
-) -> bytes | None:
+def _one_output(
+    outputs: Mapping[str, Any], model_name: str, model_version: str | None, binary: bool
+) -> tuple[bytes, str | None] | None:
     """
-    The JSON body of the common answer, one numeric output, built from cached bytes.
+    The body of the common answer, one numeric output, built from cached bytes.
 
-    Inlined for speed (2.1 -> 1.2 us for 10 floats): the same bytes as the general
-    path's ``dumps_json`` of the header dict, with the names and datatype written
-    once per model. None leaves the answer to the general path: another kind of
-    output, or a NaN or infinity (orjson writes null), which that path refuses.
+    Inlined for speed (2.1 -> 1.2 us for 10 floats as JSON): the same bytes as
+    the general path's, JSON or a binary tensor, with the names and datatype
+    written once per model. None leaves the answer to the general path:
+    another kind of output, or a NaN or infinity in JSON (orjson writes null),
+    which that path refuses.
     """
     ((name, array),) = outputs.items()
     if type(array) is not np.ndarray or not array.dtype.isnative:
@@ -1161,13 +1167,18 @@ def _one_json_output(
         if len(_JSON_PREFIXES) >= _MAX_JSON_PREFIXES:
             _JSON_PREFIXES.clear()
         _JSON_PREFIXES[key] = prefix
+    shape = array.shape
     assert orjson is not None
+    dims = b"[%d]" % shape[0] if len(shape) == 1 else orjson.dumps(shape)
+    if binary:
+        raw = _to_binary(array, datatype, name)
+        tail = b',"parameters":{"binary_data_size":%d}}]}' % len(raw)
+        head = b"".join((prefix, dims, tail))
+        return b"".join((head, raw)), str(len(head))
     data = orjson.dumps(array.ravel(), option=orjson.OPT_SERIALIZE_NUMPY)
     if data.find(b"null") >= 0:
         return None
-    shape = array.shape
-    dims = b"[%d]" % shape[0] if len(shape) == 1 else orjson.dumps(shape)
-    return b"".join((prefix, dims, b',"data":', data, b"}]}"))
+    return b"".join((prefix, dims, b',"data":', data, b"}]}")), None
 
 
 def _selected_outputs(
