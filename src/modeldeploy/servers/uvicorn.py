@@ -391,7 +391,12 @@ if httptools_impl is not None:
                     length = value
                 elif name == b"transfer-encoding":
                     return False
-            if length is None or not length.isdigit() or int(length) > app.max_body_size:
+            if (
+                length is None
+                or not length.isdigit()
+                or len(length) > 19  # llhttp refuses more; int() of thousands raises
+                or int(length) > app.max_body_size
+            ):
                 return False
             if url == self._last_url:  # a kept-alive connection calls the same route again
                 route = self._last_route
