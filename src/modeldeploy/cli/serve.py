@@ -754,6 +754,26 @@ def _close(app: HTTPApp, loading: _Loading | None) -> None:
         service.close(timeout=_GRACE_S)
 
 
+def _when_loaded(
+    options: argparse.Namespace, app: HTTPApp, failed: list[str], stop: Callable[[], None]
+) -> Callable[[str | None], None]:
+    """The ``_Loading`` callback of a server run in this process.
+
+    Once loaded it logs that the server listens; a failure is added to
+    *failed*, logged, and *stop* is called.
+    """
+
+    def done(failure: str | None) -> None:
+        if failure is None:
+            logger.info("%s", _listening(options, app))
+        else:
+            failed.append(failure)
+            logger.error("cannot serve: %s", failure)
+            stop()
+
+    return done
+
+
 def _exit_worker(failure: str | None) -> None:
     """In a server's worker process: a model that fails to load stops the whole server."""
     if failure is not None:
@@ -925,15 +945,10 @@ def _run_uvicorn(options: argparse.Namespace, app: HTTPApp) -> int:
                 if self.started and loading is not None:
                     loading.start()  # the port is bound: now load
 
-        def done(failure: str | None) -> None:
-            if failure is None:
-                logger.info("%s", _listening(options, app))
-            else:
-                failed.append(failure)
-                logger.error("cannot serve: %s", failure)
-                server.should_exit = True
+        def exit_server() -> None:
+            server.should_exit = True
 
-        loading = _Loading(app, done)
+        loading = _Loading(app, _when_loaded(options, app, failed, exit_server))
         inner = asgi(app, inline=_inline(app))
         wrapped = _ASGIWhileLoading(app, inner, loading, load_on_startup=False)
         server = Server(uvicorn.Config(wrapped, **_uvicorn_options(options)))
@@ -1157,15 +1172,7 @@ def _run_wsgiref(options: argparse.Namespace, app: HTTPApp) -> int:
     grpc_server = None
     failed: list[str] = []
 
-    def done(failure: str | None) -> None:
-        if failure is None:
-            logger.info("%s", _listening(options, app))
-        else:
-            failed.append(failure)
-            logger.error("cannot serve: %s", failure)
-            stop.event.set()
-
-    loading = _Loading(app, done)
+    loading = _Loading(app, _when_loaded(options, app, failed, stop.event.set))
     try:
         try:
             httpd = make_server(
