@@ -7,6 +7,7 @@ protocol is observed by the monitors the same way.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import sys
 from collections.abc import Iterator
@@ -274,6 +275,45 @@ class TestStagesAndData:
         assert sum(timings) <= watcher.finished[0].latency_s + 1e-6
         assert timings.predict_s > 0 and timings.encode_s > 0
         assert [(p.inputs, p.outputs) for p in watcher.predictions] == [([[1, 2]], [[1, 2] * 3])]
+
+    @pytest.mark.parametrize("entry", ["ahandle", "handle_then"])
+    def test_the_asyncio_paths_time_the_stages_too(self, entry: str) -> None:
+        # what modeldeploy serve runs for a service with worker threads
+        watcher = _Watcher()
+        service = md.Service(lambda x: x * 3, workers=2, monitors=[watcher])
+
+        async def call(request: md.Request) -> md.Response:
+            if entry == "ahandle":
+                return await service.ahandle(request)
+            answered: asyncio.Future[md.Response] = asyncio.get_running_loop().create_future()
+            service.handle_then(request, None, answered.set_result)
+            return await answered
+
+        with service:
+            ok = asyncio.run(call(md.Request(b"[1, 2]")))
+            bad = asyncio.run(call(md.Request(b"[1,")))
+        assert (ok.status, bad.status) == (200, 400)
+        timings = watcher.finished[0].timings
+        assert timings is not None and min(timings) >= 0
+        assert sum(timings) <= watcher.finished[0].latency_s + 1e-6
+        assert timings.predict_s > 0 and timings.encode_s > 0
+        # refused while decoding: timed, no stage reached
+        assert watcher.finished[1].code == "decode_error"
+        assert watcher.finished[1].timings == (0.0, 0.0, 0.0, 0.0)
+
+    def test_a_model_error_on_the_asyncio_path_has_its_stages(self) -> None:
+        watcher = _Watcher()
+
+        def broken(x: Any) -> Any:
+            raise ValueError("no")
+
+        service = md.Service(broken, workers=1, monitors=[watcher])
+        with service:
+            response = asyncio.run(service.ahandle(md.Request(b"[1]")))
+        assert response.status == 500
+        timings = watcher.finished[0].timings
+        assert timings is not None
+        assert timings.decode_s > 0 and timings.predict_s == timings.encode_s == 0.0
 
     def test_a_batch_is_one_predictions_event(self) -> None:
         watcher = _Watcher()

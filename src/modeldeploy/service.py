@@ -966,16 +966,24 @@ class Service:
         requests = self._requests if deployment is None else deployment.requests
         if requests is not None:
             requests.start(request_id, request.headers)
+        timed = self._timed
+        decoded = 0.0
         try:
             deployment, x, reply, deadline = self._prepare(request, codec, deployment)
+            if timed:
+                decoded = _perf_counter()
             self._admission.acquire()
         except Exception as exc:
-            done(self._failed(requests, started, request_id, exc, codec))
+            timings = _timings(started, decoded, 0.0, 0.0, 0.0) if timed else None
+            done(self._failed(requests, started, request_id, exc, codec, timings))
             return None
         answer = _Answer(self, codec, reply, request_id, deployment, requests, started, done)
         if deadline is not None:
             answer.timer = loop.call_later(max(deadline - _monotonic(), 0.0), answer.expire)
-        self._pool.put(Job(deployment, x, deadline, AsyncWaiter(loop, answer)))
+        job = Job(deployment, x, deadline, AsyncWaiter(loop, answer))
+        if timed:
+            answer.stages = (decoded, job)
+        self._pool.put(job)
         return answer
 
     def _failed(
@@ -1113,7 +1121,7 @@ class _Answer:
 
     __slots__ = (
         "_codec", "_deployment", "_done", "_finished", "_reply", "_request_id",
-        "_requests", "_service", "_started", "timer",
+        "_requests", "_service", "_started", "stages", "timer",
     )  # fmt: skip
 
     def __init__(
@@ -1137,6 +1145,8 @@ class _Answer:
         self._done = done
         self._finished = False
         self.timer: asyncio.TimerHandle | None = None
+        # for monitors that read events: when decoding ended, and the job (Job.ran)
+        self.stages: tuple[float, Job] | None = None
 
     # the future's interface the worker pool's delivery calls
     def done(self) -> bool:
@@ -1151,15 +1161,24 @@ class _Answer:
         """Encode the model's output, report it and answer."""
         self._finish()
         requests = self._requests
+        timed = self.stages is not None
+        computed = _perf_counter() if timed else 0.0
         try:
             response = self._codec.encode(self._reply, value, self._request_id, self._deployment)
         except Exception as exc:
             response = self._service._failed(
-                requests, self._started, self._request_id, exc, self._codec
+                requests,
+                self._started,
+                self._request_id,
+                exc,
+                self._codec,
+                self._timings(computed),
             )
         else:
             if requests is not None:
-                requests.end(self._request_id, _perf_counter() - self._started, None)
+                ended = _perf_counter()
+                timings = self._timings(computed, ended) if timed else None
+                requests.end(self._request_id, ended - self._started, None, timings)
         self._answer(response)
 
     def set_exception(self, error: BaseException) -> None:
@@ -1167,7 +1186,10 @@ class _Answer:
         self._finish()
         exc = error if isinstance(error, Exception) else PredictionError(str(error))
         service, codec = self._service, self._codec
-        self._answer(service._failed(self._requests, self._started, self._request_id, exc, codec))
+        timings = self._timings()
+        self._answer(
+            service._failed(self._requests, self._started, self._request_id, exc, codec, timings)
+        )
 
     def expire(self) -> None:
         """The deadline passed before the model answered."""
@@ -1183,7 +1205,15 @@ class _Answer:
         self._finish()
         if self._requests is not None:
             error = RequestCancelledError("cancelled while waiting for the model")
-            self._requests.end(self._request_id, _perf_counter() - self._started, error)
+            latency = _perf_counter() - self._started
+            self._requests.end(self._request_id, latency, error, self._timings())
+
+    def _timings(self, computed: float = 0.0, ended: float = 0.0) -> StageTimings | None:
+        """The stages reached, as :meth:`Service.handle` measures them; None if not timed."""
+        if self.stages is None:
+            return None
+        decoded, job = self.stages
+        return _timings(self._started, decoded, job.ran, computed, ended)
 
     def _answer(self, response: Response) -> None:
         # the pool delivers a batch's answers in one loop callback: one caller's
