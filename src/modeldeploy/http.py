@@ -239,7 +239,7 @@ class HTTPApp:
 
         .. versionadded:: 0.1.0
         """
-        try:
+        try:  # acall's twin, not a shared helper: that cost +75 ns a cached route (timeit)
             call = self._calls.get((method, path))
             if call is not None and _size(body) <= self.max_body_size:
                 codec, service = call
