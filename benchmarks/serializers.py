@@ -255,9 +255,10 @@ def where_the_time_goes(small: dict[str, float], null: dict[str, float]) -> str:
         "same checks, it holds. On 1,000 floats the wrapper is noise.\n\n"
         f"With one `null` in the dict our round trip takes {us(null['json'])} us (bare "
         f"orjson {us(null['bare json'])}): orjson's output cannot tell `None` from NaN, so "
-        "`dumps` encodes such a value a second time on the stdlib engine. Bodies without "
-        "`null` (numbers, strings, arrays) never pay it; that row has no target and shows "
-        "the cost."
+        "`dumps` runs the standard library's C encoder over such a value once more, only to "
+        "look for a non-finite float (the whole stdlib engine, a walk in Python, only when "
+        "it finds one). Bodies without `null` (numbers, strings, arrays) never pay it; that "
+        "row has no target and shows the cost."
     )
 
 

@@ -183,6 +183,12 @@ class TestNaNPolicy:
             np.float32("nan"),
             np.array([1.0, np.nan]),
             [None, math.nan],  # a null beside the NaN must not hide it
+            # and not in what orjson writes itself or through the default hook
+            {"a": None, "b": np.array([1.0, np.nan], dtype=np.float32)},
+            [None, np.float16("inf")],
+            [None, np.array([None, -math.inf], dtype=object)],
+            [None, enum.Enum("Odd", {"NAN": math.nan}).NAN],
+            [None, (1.0, {"k": [math.inf]})],
         ],
         ids=repr,
     )
@@ -503,17 +509,39 @@ class TestFloat32Digits:
         assert JSON(backend=engine).loads(JSON(backend=engine).dumps(value)) == value.tolist()  # type: ignore[arg-type]
 
 
+def _dumps_agree(value: Any, allow_nan: bool, typed: bool) -> None:
+    """Both engines encode *value* alike: the same outcome, and bytes that read the same."""
+    fast, slow = both(allow_nan=allow_nan, typed_arrays=typed)
+    fast_outcome, slow_outcome = outcome(fast.dumps, value), outcome(slow.dumps, value)
+    assert fast_outcome[0] == slow_outcome[0]
+    if fast_outcome[0] == "ok":
+        for reader in (fast, slow):
+            assert strategies.nan_equal(
+                reader.loads(fast_outcome[1]), reader.loads(slow_outcome[1])
+            )
+
+
 class TestEnginesAgree:
     @given(value=strategies.json_any_values, allow_nan=st.booleans(), typed=st.booleans())
     def test_dumps(self, value: Any, allow_nan: bool, typed: bool) -> None:
-        fast, slow = both(allow_nan=allow_nan, typed_arrays=typed)
-        fast_outcome, slow_outcome = outcome(fast.dumps, value), outcome(slow.dumps, value)
-        assert fast_outcome[0] == slow_outcome[0]
-        if fast_outcome[0] == "ok":
-            for reader in (fast, slow):
-                assert strategies.nan_equal(
-                    reader.loads(fast_outcome[1]), reader.loads(slow_outcome[1])
-                )
+        _dumps_agree(value, allow_nan, typed)
+
+    @given(
+        value=strategies.json_nan_values
+        | strategies.json_any_values
+        | st.lists(
+            st.none()
+            | st.sampled_from([math.nan, math.inf, -math.inf, np.float32("nan")])
+            | strategies.arrays(),
+            max_size=4,
+        ),
+        allow_nan=st.booleans(),
+        typed=st.booleans(),
+    )
+    def test_dumps_beside_a_null(self, value: Any, allow_nan: bool, typed: bool) -> None:
+        # a null in orjson's text sends the value to the NaN check: it must find every
+        # NaN and infinity the stdlib engine finds, and no other
+        _dumps_agree([None, value], allow_nan, typed)
 
     @given(value=strategies.json_nan_values, allow_nan=st.booleans(), data=st.data())
     def test_loads_of_foreign_json(self, value: Any, allow_nan: bool, data: st.DataObject) -> None:
