@@ -87,6 +87,32 @@ class TestDecodeCommon:
         else:
             assert same_request(common, want)
 
+    def test_requested_outputs_kept_for_reuse_are_bounded(self) -> None:
+        def outputs(name: str, binary: Any) -> Any:
+            parameters = {} if binary == "absent" else {"parameters": {"binary_data": binary}}
+            return v2._common_outputs([{"name": name, **parameters}])
+
+        for i in range(2 * v2._OUTPUTS_SEEN_MAX):  # a client naming ever new outputs
+            assert outputs(f"y{i}", True) == (
+                v2.RequestedOutput(f"y{i}", True, {"binary_data": True}),
+            )
+        assert len(v2._OUTPUTS_SEEN) <= v2._OUTPUTS_SEEN_MAX
+        v2._OUTPUTS_SEEN.clear()
+        long = "n" * (v2._OUTPUT_NAME_KEPT + 1)
+        assert outputs(long, False)[0].name == long
+        assert not v2._OUTPUTS_SEEN
+        # what a client sent is told apart: absent, null and each boolean
+        seen = {b: outputs("y", b)[0] for b in ("absent", None, True, False)}
+        assert {b: (o.binary_data, dict(o.parameters)) for b, o in seen.items()} == {
+            "absent": (None, {}),
+            None: (None, {"binary_data": None}),
+            True: (True, {"binary_data": True}),
+            False: (False, {"binary_data": False}),
+        }
+        assert outputs("y", True)[0] is seen[True]  # reused
+        with pytest.raises(TypeError):
+            seen[True].parameters["binary_data"] = False  # type: ignore[index]
+
     def test_an_infinity_s_bytes_across_two_elements_take_the_general_path(self) -> None:
         # 0.0 then a float whose low bytes are 80 7f: the bytes of +inf straddle the two
         straddler = float(np.frombuffer(b"\x80\x7f\x00\x3f", "<f4")[0])
