@@ -42,6 +42,7 @@ SERVE_OPTIONS = [
     "--grpc-port",
     "--header-timeout",
     "--body-timeout",
+    "--send-timeout",
     "--keep-alive-timeout",
     "--max-connections",
     "--log-level",

@@ -96,3 +96,29 @@ steady = Service(
     monitors=[PrometheusMonitor()],
 )
 """200 ms a request, 8 at a time: requests are in flight when SIGTERM comes."""
+
+BIG_ANSWER = 32 * 1024 * 1024  # bytes: far more than a socket's buffers hold
+STREAM_PAUSE_S = 1.5  # between the two pieces of /stream
+
+
+def _stream() -> Any:
+    yield b"a"
+    time.sleep(STREAM_PAUSE_S)  # the application making its next piece
+    yield b"b"
+
+
+def answers(environ: dict[str, Any], start_response: Any) -> Any:
+    """A WSGI app: ``/big`` answers 32 MiB (``/big-pieces`` too, from a generator);
+    ``/stream`` two bytes 1.5 s apart."""
+    path = environ["PATH_INFO"]
+    if path == "/big":
+        start_response("200 OK", [("Content-Length", str(BIG_ANSWER))])
+        return [b"x" * BIG_ANSWER]
+    if path == "/big-pieces":  # the same bytes from a generator, in four pieces
+        start_response("200 OK", [("Content-Length", str(BIG_ANSWER))])
+        return (b"x" * (BIG_ANSWER // 4) for _ in range(4))
+    if path == "/stream":
+        start_response("200 OK", [("Content-Length", "2")])
+        return _stream()
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]

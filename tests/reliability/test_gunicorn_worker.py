@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.servers import Process
+from tests.integration.servers import Process, free_port
+from tests.reliability.apps import BIG_ANSWER, STREAM_PAUSE_S
 from tests.reliability.clients import (
     INFER_BODY,
     INFER_PATH,
@@ -210,3 +212,67 @@ def test_idle_kept_alive_connections_and_the_connection_limit_still_hold() -> No
             assert responses(sixth, 1)[0].status == 200
     finally:
         server.kill()
+
+
+SEND_TIMEOUT = 1.0  # seconds a client has to take each piece of its answer
+
+
+@pytest.fixture
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[Process]:
+    """gunicorn with one thread serving ``tests.reliability.apps:answers``."""
+    monkeypatch.setenv("MODELDEPLOY_SEND_TIMEOUT", str(SEND_TIMEOUT))
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "gunicorn", "-k", "modeldeploy.servers.gunicorn.ThreadWorker",
+        "--threads", "1", "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+        "tests.reliability.apps:answers",
+    ]  # fmt: skip
+    process = Process(argv, port=port, name="gunicorn, one thread")
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.kill()
+
+
+def get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+
+@pytest.mark.parametrize("path", ["/big", "/big-pieces"])
+def test_a_client_that_reads_no_answer_frees_its_thread(one_thread: Process, path: str) -> None:
+    # a client that asks for a large answer and reads none of it: without the send
+    # deadline the only thread stays blocked in its send for as long as the client likes
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.connect(("127.0.0.1", one_thread.port))
+    try:
+        reader.sendall(get(path))
+        asked = time.monotonic()
+        with connect(one_thread.port) as other:
+            other.settimeout(SEND_TIMEOUT + 15)
+            other.sendall(get("/small"))
+            (answer,) = responses(other, 1)
+            waited = time.monotonic() - asked
+        assert (answer.status, answer.body) == (200, b"ok")
+        # the server let the first client go: it gets part of the answer, then the end
+        _, got = wait_closed(reader, within=10)
+        assert 0 < len(got) < BIG_ANSWER
+    finally:
+        reader.close()
+    assert waited >= SEND_TIMEOUT  # it did wait for the thread
+    assert "did not take its answer within" in one_thread.log()
+
+
+def test_an_answer_the_client_reads_is_not_cut(one_thread: Process) -> None:
+    with connect(one_thread.port) as sock:
+        sock.settimeout(30)
+        sock.sendall(get("/big"))
+        (answer,) = responses(sock, 1)
+        assert len(answer.body) == BIG_ANSWER
+        # the deadline runs while a piece is sent, not while the app makes the next one
+        sock.sendall(get("/stream"))
+        started = time.monotonic()
+        (streamed,) = responses(sock, 1)
+    assert streamed.body == b"ab" and time.monotonic() - started >= STREAM_PAUSE_S
+    assert "did not take its answer" not in one_thread.log()

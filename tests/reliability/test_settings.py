@@ -9,8 +9,11 @@ from modeldeploy.servers import (
     BODY_TIMEOUT_ENV,
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_SEND_TIMEOUT,
     HEADER_TIMEOUT_ENV,
+    SEND_TIMEOUT_ENV,
     read_timeouts,
+    send_timeout,
 )
 
 
@@ -33,8 +36,25 @@ def test_read_timeouts_refuse_what_is_not_a_positive_number(monkeypatch, value):
         read_timeouts()
 
 
+def test_the_send_timeout_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv(SEND_TIMEOUT_ENV, raising=False)
+    assert send_timeout() == DEFAULT_SEND_TIMEOUT
+    monkeypatch.setenv(SEND_TIMEOUT_ENV, "4.5")
+    assert send_timeout() == 4.5
+    monkeypatch.setenv(SEND_TIMEOUT_ENV, "0")
+    with pytest.raises(ValueError, match=SEND_TIMEOUT_ENV):
+        send_timeout()
+
+
 @pytest.mark.parametrize(
-    "option", ["--header-timeout", "--body-timeout", "--keep-alive-timeout", "--max-connections"]
+    "option",
+    [
+        "--header-timeout",
+        "--body-timeout",
+        "--send-timeout",
+        "--keep-alive-timeout",
+        "--max-connections",
+    ],
 )
 @pytest.mark.parametrize("value", ["0", "-3", "never"])
 def test_serve_refuses_bad_connection_settings(capsys, option, value):

@@ -443,7 +443,7 @@ _DEFAULT_MAX_CONNECTIONS: Final = 1000
 
 
 def _add_connection_options(serve: argparse.ArgumentParser) -> None:
-    from ..servers import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT
+    from ..servers import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_SEND_TIMEOUT
 
     group = serve.add_argument_group(
         "connections", "how long and how many clients may hold a connection"
@@ -463,6 +463,16 @@ def _add_connection_options(serve: argparse.ArgumentParser) -> None:
         help=(
             "seconds a client has to send its body once its headers are in; then 408 and "
             "close (default: %(default)s)"
+        ),
+    )
+    group.add_argument(
+        "--send-timeout",
+        type=_seconds,
+        default=DEFAULT_SEND_TIMEOUT,
+        metavar="S",
+        help=(
+            "gunicorn: seconds a client has to take each piece of its answer; then the "
+            "connection is closed, freeing the thread that writes it (default: %(default)s)"
         ),
     )
     group.add_argument(
@@ -496,11 +506,12 @@ def _seconds(text: str) -> float:
 
 
 def _connection_settings(options: argparse.Namespace) -> None:
-    """Hand the read timeouts to every server process through the environment."""
-    from ..servers import BODY_TIMEOUT_ENV, HEADER_TIMEOUT_ENV
+    """Hand the read and send timeouts to every server process through the environment."""
+    from ..servers import BODY_TIMEOUT_ENV, HEADER_TIMEOUT_ENV, SEND_TIMEOUT_ENV
 
     os.environ[HEADER_TIMEOUT_ENV] = repr(options.header_timeout)
     os.environ[BODY_TIMEOUT_ENV] = repr(options.body_timeout)
+    os.environ[SEND_TIMEOUT_ENV] = repr(options.send_timeout)
 
 
 def _serve(options: argparse.Namespace) -> int:

@@ -20,7 +20,9 @@ spawns sees the same values: :data:`HEADER_TIMEOUT_ENV` and
 :data:`BODY_TIMEOUT_ENV`, in seconds. ``modeldeploy serve`` sets them from its
 ``--header-timeout`` and ``--body-timeout`` options. The gunicorn worker also
 reads :data:`MAX_BODY_SIZE_ENV`, the body limit it buffers up to, which
-``modeldeploy serve`` sets to the app's ``max_body_size``.
+``modeldeploy serve`` sets to the app's ``max_body_size``, and
+:data:`SEND_TIMEOUT_ENV` (``--send-timeout``): a thread writing an answer to a
+client that takes none of it in that time lets the connection go.
 
 This package imports neither server; each module imports its own.
 
@@ -38,10 +40,13 @@ __all__ = [
     "BODY_TIMEOUT_ENV",
     "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_SEND_TIMEOUT",
     "HEADER_TIMEOUT_ENV",
     "MAX_BODY_SIZE_ENV",
+    "SEND_TIMEOUT_ENV",
     "max_body_size",
     "read_timeouts",
+    "send_timeout",
 ]
 
 HEADER_TIMEOUT_ENV: Final = "MODELDEPLOY_HEADER_TIMEOUT"
@@ -56,6 +61,11 @@ DEFAULT_HEADER_TIMEOUT: Final = 10.0
 DEFAULT_BODY_TIMEOUT: Final = 30.0
 """Seconds a client has to send its whole body (64 MiB at 20 Mbit/s takes 27 s)."""
 
+SEND_TIMEOUT_ENV: Final = "MODELDEPLOY_SEND_TIMEOUT"
+"""Environment variable: seconds a client has to take each piece of an answer (gunicorn)."""
+
+DEFAULT_SEND_TIMEOUT: Final = 30.0
+"""Seconds a client has to take each piece of an answer (64 MiB at 20 Mbit/s takes 27 s)."""
 
 MAX_BODY_SIZE_ENV: Final = "MODELDEPLOY_MAX_BODY_SIZE"
 """Environment variable: body bytes the gunicorn worker reads before a thread gets the request."""
@@ -96,6 +106,22 @@ def read_timeouts() -> tuple[float, float]:
         _seconds(HEADER_TIMEOUT_ENV, DEFAULT_HEADER_TIMEOUT),
         _seconds(BODY_TIMEOUT_ENV, DEFAULT_BODY_TIMEOUT),
     )
+
+
+def send_timeout() -> float:
+    """
+    Return the seconds a client has to take each piece of an answer, from the environment.
+
+    Read by :class:`~modeldeploy.servers.gunicorn.ThreadWorker`, whose threads write
+    answers with blocking sends: a client that reads nothing would hold one for as
+    long as it likes once the answer outgrows the sockets' buffers.
+
+    Raises:
+        ValueError: The variable is set to something other than a positive number.
+
+    .. versionadded:: 0.1.0
+    """
+    return _seconds(SEND_TIMEOUT_ENV, DEFAULT_SEND_TIMEOUT)
 
 
 def _seconds(name: str, default: float) -> float:

@@ -19,7 +19,11 @@ kept on the poller too: the headers must be in within ``header_timeout``
 seconds of the connection opening (or of the first byte of a kept-alive
 connection's next request), the body within ``body_timeout`` seconds of the
 headers; past either the client gets ``408 Request Timeout`` and the
-connection is closed. The application's own time is not limited here.
+connection is closed. The application's own time is not limited here. Answers
+are still written by the thread, with blocking sends: each piece must be taken
+by the client within ``send_timeout`` seconds of being made
+(:func:`modeldeploy.servers.send_timeout`), else the connection is shut and the
+thread goes free.
 
 Memory is bounded too: requests still coming in hold at most twice the body
 limit (at least 16 MiB) per worker process, beyond the first 64 KiB of each;
@@ -72,7 +76,7 @@ from gunicorn.workers import gthread
 
 from modeldeploy.errors import RequestTimeoutError
 
-from . import max_body_size, read_timeouts
+from . import max_body_size, read_timeouts, send_timeout
 
 __all__ = ["ThreadWorker"]
 
@@ -298,14 +302,50 @@ class _Conn(gthread.TConn):  # type: ignore[misc]  # gunicorn is untyped
 
 
 class _Deadline:
-    """When one connection's current read on a thread must be done, and whether it was cut."""
+    """When one connection's current read or send on a thread must be done, and if it was cut."""
 
-    __slots__ = ("at", "cut", "headers")
+    __slots__ = ("at", "cut", "headers", "sending")
 
-    def __init__(self, at: float, *, headers: bool) -> None:
+    def __init__(self, at: float, *, headers: bool, sending: bool = False) -> None:
         self.at = at
         self.headers = headers
+        self.sending = sending
         self.cut = False
+
+
+_NEVER: Final = float("inf")
+
+
+class _Sending:
+    """
+    An application's answer, each piece of which the client must take within a deadline.
+
+    The deadline runs only while gunicorn sends a piece (and its last bytes): never
+    while the application makes the next one, so a slow stream is not cut.
+    """
+
+    def __init__(self, answer: Iterable[bytes], deadline: _Deadline, timeout: float) -> None:
+        self._answer = answer
+        self._deadline = deadline
+        self._timeout = timeout
+
+    def __iter__(self) -> Iterator[bytes]:
+        deadline, timeout = self._deadline, self._timeout
+        pieces = iter(self._answer)
+        while True:
+            deadline.at = _NEVER
+            try:
+                piece = next(pieces)
+            except StopIteration:
+                break
+            deadline.at = time.monotonic() + timeout
+            yield piece
+        deadline.at = time.monotonic() + timeout  # the end of a chunked answer
+
+    def close(self) -> None:
+        close = getattr(self._answer, "close", None)
+        if close is not None:
+            close()
 
 
 class _Input:
@@ -371,6 +411,7 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn is u
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout, self.body_timeout = read_timeouts()
+        self.send_timeout = send_timeout()
         self.max_body_size = max_body_size()
         # bytes of requests still coming in; past the budget only small ones are read
         self._held = 0
@@ -673,6 +714,27 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn is u
         conn = getattr(self._local, "conn", None)
         if conn is None:
             return app(environ, start_response)
+        answer = self._answer(conn, app, environ, start_response)
+        wrapper = environ.get("wsgi.file_wrapper")
+        sendfile = wrapper is not None and isinstance(answer, wrapper)
+        if sendfile:
+            return answer  # left to gunicorn's sendfile
+        if type(answer) is list:
+            # made already (the adapters' answers): the deadline runs from now, with no
+            # wrapper to iterate (1.3 -> 0.4 us a request)
+            self._watch(conn, self.send_timeout, headers=False, sending=True)
+            return answer
+        deadline = self._watch(conn, _NEVER, headers=False, sending=True)
+        return _Sending(answer, deadline, self.send_timeout)
+
+    def _answer(
+        self,
+        conn: Any,
+        app: Callable[..., Iterable[bytes]],
+        environ: dict[str, Any],
+        start_response: Any,
+    ) -> Iterable[bytes]:
+        """Run the application, with the body deadline while it reads a body not buffered."""
         if getattr(conn, "whole", False):
             # the body is in memory: the application never waits for the client
             self._unwatch(conn)
@@ -693,8 +755,10 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn is u
         finally:
             self._unwatch(conn)
 
-    def _watch(self, conn: Any, timeout: float, *, headers: bool) -> _Deadline:
-        deadline = _Deadline(time.monotonic() + timeout, headers=headers)
+    def _watch(
+        self, conn: Any, timeout: float, *, headers: bool, sending: bool = False
+    ) -> _Deadline:
+        deadline = _Deadline(time.monotonic() + timeout, headers=headers, sending=sending)
         with self._deadlines_lock:
             self._deadlines[conn] = deadline
         return deadline
@@ -722,6 +786,17 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn is u
             for _, deadline in late:
                 deadline.cut = True
         for conn, deadline in late:
+            if deadline.sending:
+                self.log.warning(
+                    "closing a connection to %s: the client did not take its answer within %g s "
+                    "(send timeout)",
+                    getattr(conn, "client", None),
+                    self.send_timeout,
+                )
+                with contextlib.suppress(OSError):
+                    # the thread's blocked send fails (EPIPE): it lets the connection go
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+                continue
             with contextlib.suppress(OSError):
                 if deadline.headers:
                     # the thread is reading headers: nothing else will answer
