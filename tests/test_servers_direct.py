@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -490,3 +491,56 @@ def test_any_stream_cut_anywhere_is_answered_in_order(
             assert answer.body.decode() == body
     if warm and requests[0][1] == 200 and requests[0][0].startswith(b"POST /predict "):
         assert counted.direct >= 1
+
+
+SEND_TIMEOUT = 0.5  # seconds; short, so that the send deadline's test stays short
+BIG = 4 * 1024 * 1024  # float32 zeros: a 16 MiB JSON answer, far over a socket's buffers
+
+
+class _Warnings(logging.Handler):
+    """The modeldeploy logger's warnings, and an event per send-deadline warning."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.cut = threading.Semaphore(0)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "send timeout" in record.getMessage():
+            self.cut.release()
+
+
+@pytest.mark.parametrize("lane", LANES)
+def test_a_client_that_takes_no_answer_is_let_go_with_its_memory(
+    lane: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    np = pytest.importorskip("numpy")
+    zeros = np.zeros(BIG, dtype=np.float32)
+    monkeypatch.setenv("MODELDEPLOY_SEND_TIMEOUT", str(SEND_TIMEOUT))
+    service = md.Service(lambda x: zeros, name="big", workers=0 if lane == "inline" else 1)
+    app = asgi(HTTPApp(service), inline=lane == "inline")
+    warnings = _Warnings()
+    logger = logging.getLogger("modeldeploy")
+    logger.addHandler(warnings)
+    try:
+        with uvicorn_thread(
+            app, http=ours.HttpToolsProtocol, loop="asyncio", access_log=False, lifespan="on"
+        ) as (port, _):
+            # the first request takes the ASGI cycle, the second the direct lane
+            for _ in range(2):
+                with socket.socket() as sock:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                    sock.connect(("127.0.0.1", port))
+                    sock.sendall(post(b"[1]"))
+                    # the server gives up on the client: bounded wait for its warning
+                    assert warnings.cut.acquire(timeout=SEND_TIMEOUT + 10)
+                    got = b""
+                    sock.settimeout(10)
+                    with contextlib.suppress(ConnectionResetError):
+                        while chunk := sock.recv(1 << 16):
+                            got += chunk
+                    assert 0 < len(got) < BIG * 4  # a part, then the connection's end
+            # a client that reads gets all of it, however long it is
+            (answer,), _ = exchange(port, post(b"[1]"), 1)
+            assert answer.status == 200 and len(answer.body) == 4 * BIG - 1 + 2
+    finally:
+        logger.removeHandler(warnings)

@@ -471,8 +471,8 @@ def _add_connection_options(serve: argparse.ArgumentParser) -> None:
         default=DEFAULT_SEND_TIMEOUT,
         metavar="S",
         help=(
-            "gunicorn: seconds a client has to take each piece of its answer; then the "
-            "connection is closed, freeing the thread that writes it (default: %(default)s)"
+            "seconds a client has to take each piece of its answer; then the connection is "
+            "closed, freeing the thread or the memory it held (default: %(default)s)"
         ),
     )
     group.add_argument(

@@ -20,9 +20,10 @@ spawns sees the same values: :data:`HEADER_TIMEOUT_ENV` and
 :data:`BODY_TIMEOUT_ENV`, in seconds. ``modeldeploy serve`` sets them from its
 ``--header-timeout`` and ``--body-timeout`` options. The gunicorn worker also
 reads :data:`MAX_BODY_SIZE_ENV`, the body limit it buffers up to, which
-``modeldeploy serve`` sets to the app's ``max_body_size``, and
-:data:`SEND_TIMEOUT_ENV` (``--send-timeout``): a thread writing an answer to a
-client that takes none of it in that time lets the connection go.
+``modeldeploy serve`` sets to the app's ``max_body_size``, and both read
+:data:`SEND_TIMEOUT_ENV` (``--send-timeout``): a connection whose client takes
+none of its answer in that time is let go, with the thread (gunicorn) or the
+memory (uvicorn) it held.
 
 This package imports neither server; each module imports its own.
 

@@ -16,6 +16,11 @@ close`` and the connection is closed; the application sees
 ``http.disconnect``. Once the body is in, the application's own time is not
 limited here (the service's ``timeout`` does that).
 
+An answer goes to the transport's buffer at once. A client that reads none of it
+would keep it there (closing a connection waits for its buffer to drain), so a
+connection whose writes stay paused for ``send_timeout`` seconds
+(:func:`modeldeploy.servers.send_timeout`) is aborted.
+
 Run them with ``uvicorn.run(app, http=protocol())``; the timeouts come from the
 environment (:func:`modeldeploy.servers.read_timeouts`), so they reach every
 process of ``uvicorn --workers N``.
@@ -35,7 +40,7 @@ from uvicorn.protocols.http import h11_impl
 from modeldeploy.errors import RequestTimeoutError
 from modeldeploy.messages import Response
 
-from . import read_timeouts
+from . import read_timeouts, send_timeout
 
 __all__ = ["H11Protocol", "protocol"]
 
@@ -290,9 +295,45 @@ class _ReadDeadlines:
         self._read_deadline.received()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Drop the deadline with the connection."""
+        """Drop the deadlines with the connection."""
         self._read_deadline.cancel()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         super().connection_lost(exc)  # type: ignore[misc]
+
+    # the send deadline: an answer the client does not take stays in the transport's
+    # buffer, and closing waits for it to drain, so a client that reads nothing would
+    # hold the memory of its answers for as long as it keeps the connection
+    _send_timer: asyncio.TimerHandle | None = None
+
+    def pause_writing(self) -> None:
+        """The client is behind: it has the send timeout to take what is buffered."""
+        super().pause_writing()  # type: ignore[misc]
+        if self._send_timer is None:
+            loop: asyncio.AbstractEventLoop = self.loop  # type: ignore[attr-defined]
+            self._send_timer = loop.call_later(send_timeout(), self._send_late)
+
+    def resume_writing(self) -> None:
+        """The client caught up: the send deadline is off."""
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+        super().resume_writing()  # type: ignore[misc]
+
+    def _send_late(self) -> None:
+        self._send_timer = None
+        transport: Any = self.transport
+        if transport.is_closing() and transport.get_write_buffer_size() == 0:
+            return
+        logger.warning(
+            "closing a connection to %s: the client did not take its answer within %g s "
+            "(send timeout); %d bytes dropped",
+            transport.get_extra_info("peername"),
+            send_timeout(),
+            transport.get_write_buffer_size(),
+        )
+        transport.abort()  # close() would wait for the buffer to drain
 
 
 class H11Protocol(_ReadDeadlines, h11_impl.H11Protocol):  # type: ignore[misc]
