@@ -331,15 +331,11 @@ class _Sending:
 
     def __iter__(self) -> Iterator[bytes]:
         deadline, timeout = self._deadline, self._timeout
-        pieces = iter(self._answer)
-        while True:
-            deadline.at = _NEVER
-            try:
-                piece = next(pieces)
-            except StopIteration:
-                break
+        deadline.at = _NEVER
+        for piece in self._answer:
             deadline.at = time.monotonic() + timeout
             yield piece
+            deadline.at = _NEVER  # the application makes the next piece
         deadline.at = time.monotonic() + timeout  # the end of a chunked answer
 
     def close(self) -> None:
@@ -721,7 +717,7 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn is u
             return answer  # left to gunicorn's sendfile
         if type(answer) is list:
             # made already (the adapters' answers): the deadline runs from now, with no
-            # wrapper to iterate (1.3 -> 0.4 us a request)
+            # wrapper to iterate (1.3 -> 0.6 us a request)
             self._watch(conn, self.send_timeout, headers=False, sending=True)
             return answer
         deadline = self._watch(conn, _NEVER, headers=False, sending=True)

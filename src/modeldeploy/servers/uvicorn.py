@@ -324,8 +324,6 @@ class _ReadDeadlines:
     def _send_late(self) -> None:
         self._send_timer = None
         transport: Any = self.transport
-        if transport.is_closing() and transport.get_write_buffer_size() == 0:
-            return
         logger.warning(
             "closing a connection to %s: the client did not take its answer within %g s "
             "(send timeout); %d bytes dropped",
